@@ -1,0 +1,54 @@
+# Two commands do everything on a fresh machine: `make demo` and `make test`.
+# The only prerequisite is python3 (>= 3.11); uv is bootstrapped into .tools/.
+
+PYTHON ?= python3
+UV_VERSION := 0.13.8
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+BIN := $(VENV)/bin
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+
+.PHONY: env demo test lint fmt typecheck pytest bench clean lock
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(VENV)/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --python $(PYTHON) --quiet
+	touch $@
+
+env: $(VENV)/.synced ## create or update the virtual environment from uv.lock
+
+demo: env ## run irbot's main job on the embedded default
+	$(BIN)/irbot playbook validate playbooks/
+	$(BIN)/irbot playbook plan leak-response \
+	    --input secret_id=prod/payments/db \
+	    --input deployments=payments-api,payments-worker
+
+lint: env
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+fmt: env ## fix what ruff can fix
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+typecheck: env
+	$(BIN)/mypy
+
+pytest: env
+	$(BIN)/pytest
+
+test: lint typecheck pytest ## lint, format check, type check and all tests
+
+bench: env ## performance figures (see bench/RESULTS.md)
+	$(BIN)/python bench/validate_startup.py
+
+clean:
+	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+
+lock: $(UV) ## re-resolve uv.lock after editing pyproject.toml
+	$(UV) lock --python $(PYTHON)
