@@ -1,8 +1,5 @@
 """irbot: incident-response automation for Slack."""
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("irbot")
-except PackageNotFoundError:  # pragma: no cover - running from a bare checkout
-    __version__ = "0.0.0+unknown"
+__version__ = "0.1.0"
+"""Kept in step with pyproject.toml (tests/test_cli.py checks it); reading package
+metadata here would cost 30 ms at every CLI start."""

@@ -97,9 +97,19 @@ def context(
     }
 
 
+def _placeholders_to_text(value: Any) -> Any:
+    if isinstance(value, expressions.Unresolved):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {k: _placeholders_to_text(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_placeholders_to_text(v) for v in value]
+    return value
+
+
 def _render(value: Any, ctx: Mapping[str, Any]) -> Any:
     try:
-        return expressions.render(value, ctx)
+        return _placeholders_to_text(expressions.render(value, ctx))
     except ExpressionError:
         return value  # shown as written; the run resolves it
 
@@ -113,8 +123,10 @@ def _items(step: ActionStep, ctx: Mapping[str, Any]) -> list[Any] | str | None:
         value = expressions.evaluate(step.for_each, ctx, bare=True)
     except ExpressionError:
         return step.for_each
+    if value is None:
+        return []
     if isinstance(value, list | tuple):
-        return list(value)
+        return list(_placeholders_to_text(value))
     return step.for_each if isinstance(value, expressions.Unresolved) else [value]
 
 

@@ -19,6 +19,9 @@ Path = tuple[str | int, ...]
 MAX_BYTES = 1_000_000
 """Playbooks are small; anything larger is a mistake or an attack."""
 
+_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+"""libyaml when present: faster, and it caps nesting depth instead of recursing."""
+
 MAX_NODES = 50_000
 """Upper bound on expanded YAML nodes, so alias bombs cannot explode validation."""
 
@@ -66,7 +69,7 @@ def _error(file: str, line: int, column: int, message: str) -> YamlSourceError:
 class _Walker:
     """Walks the composed node tree next to the constructed data, recording marks."""
 
-    def __init__(self, loader: yaml.SafeLoader, smap: SourceMap) -> None:
+    def __init__(self, loader: Any, smap: SourceMap) -> None:
         self.loader = loader
         self.smap = smap
         self.budget = MAX_NODES
@@ -130,7 +133,7 @@ def load(text: str, file: str) -> tuple[Any, SourceMap, list[Diagnostic]]:
     if len(text.encode("utf-8", "surrogatepass")) > MAX_BYTES:
         raise _error(file, 1, 1, f"file is larger than {MAX_BYTES} bytes")
     smap = SourceMap(file)
-    loader = yaml.SafeLoader(text)
+    loader = _Loader(text)
     try:
         node = loader.get_single_node()
         if node is None:

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict
 class ActionInput(BaseModel):
     """Base of every action's input model: unknown keys are errors."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 @dataclass(frozen=True)
