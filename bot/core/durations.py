@@ -10,6 +10,8 @@ _PART = re.compile(r"(\d+)([smhdw])")
 _WHOLE = re.compile(r"^(?:\d+[smhdw])+$")
 
 PATTERN = r"^(?:\d+[smhdw])+$"
+MAX = timedelta(days=3650)
+"""Nothing in incident response waits ten years; larger values are typos."""
 """JSON-Schema pattern of a duration string."""
 
 
@@ -24,6 +26,8 @@ def parse_duration(text: str) -> timedelta:
     seconds = sum(int(n) * _UNITS[unit] for n, unit in _PART.findall(cleaned))
     if seconds <= 0:
         raise ValueError(f"duration {text!r} must be longer than zero")
+    if seconds > MAX.total_seconds():
+        raise ValueError(f"duration {text!r} is longer than the maximum of {MAX.days}d")
     return timedelta(seconds=seconds)
 
 

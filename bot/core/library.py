@@ -125,9 +125,11 @@ def link(library: Library) -> None:
         result.diagnostics = sorted_diagnostics(result.diagnostics)
 
 
-def _add(result: Result, path: tuple[str | int, ...], code: str, message: str) -> None:
+def _add(
+    result: Result, path: tuple[str | int, ...], code: str, message: str, *, key: bool = False
+) -> None:
     assert result.smap is not None
-    result.diagnostics.append(Diagnostic(result.smap.locate(path), code, message))
+    result.diagnostics.append(Diagnostic(result.smap.locate(path, key=key), code, message))
 
 
 def _check_call(
@@ -151,6 +153,7 @@ def _check_call(
                 (*path, "with", key),
                 "playbook-input",
                 f"playbook {step.playbook!r} has no input {key!r}{_suggest(key, declared)}",
+                key=True,
             )
     for name, spec in declared.items():
         if spec.is_required and name not in step.with_:
@@ -159,6 +162,7 @@ def _check_call(
                 (*path, "with"),
                 "playbook-input",
                 f"playbook {step.playbook!r} needs input {name!r}",
+                key=True,
             )
 
 

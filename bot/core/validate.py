@@ -128,6 +128,9 @@ class _Checker:
         self.smap = smap
         self.catalog = catalog
         self.problems: list[Diagnostic] = []
+        self.broken: dict[int, dict[str, Any]] = {}
+        """Steps whose shape is wrong (reported already), by index: kept so that later
+        checks do not pile misleading follow-on errors on top of the real one."""
 
     # ------------------------------------------------------------------ helpers
 
@@ -182,7 +185,7 @@ class _Checker:
                 try:
                     steps.append((index, _step_adapter.validate_python(raw)))
                 except ValidationError:
-                    continue
+                    self.broken[index] = raw if isinstance(raw, dict) else {}
         triggers: list[tuple[int, Trigger]] = []
         raw_triggers = data.get("triggers")
         if isinstance(raw_triggers, list):
@@ -208,9 +211,15 @@ class _Checker:
                 seen[step.id] = index
         scope = _Scope(inputs, {})
         unreachable: set[str] = set()
-        for index, step in steps:
-            path: Path = ("steps", index)
-            self._check_step(step, path, scope, unreachable)
+        sound = dict(steps)
+        for index in sorted({*sound, *self.broken}):
+            if index in self.broken:
+                broken_id = self.broken[index].get("id")
+                if isinstance(broken_id, str):
+                    scope.opaque.add(broken_id)
+                continue
+            step = sound[index]
+            self._check_step(step, ("steps", index), scope, unreachable)
             scope.steps.setdefault(step.id, step)
         self._check_gates([s for _, s in steps], {s.id: i for i, s in steps})
 
@@ -368,7 +377,11 @@ class _Checker:
                     )
         guard = covered_by(steps, self.catalog)
         used_gates = set(guard.values())
+        broken_gates = [i for i, raw in self.broken.items() if "approval" in raw]
+        first_broken_gate = min(broken_gates, default=None)
         for step in steps:
+            if first_broken_gate is not None and index_of[step.id] > first_broken_gate:
+                continue  # coverage is unknowable past a malformed gate; that error stands
             if isinstance(step, ApprovalStep) and step.id not in used_gates:
                 self.warn(
                     ("steps", index_of[step.id], "approval"),
@@ -472,9 +485,11 @@ class _Scope:
     inputs: Mapping[str, InputSpec]
     steps: dict[str, Step]
     item: bool = False
+    opaque: set[str] = field(default_factory=set)
+    """Ids of earlier steps too malformed to know their outputs."""
 
     def with_item(self) -> _Scope:
-        return _Scope(self.inputs, self.steps, item=True)
+        return _Scope(self.inputs, self.steps, item=True, opaque=self.opaque)
 
     def problem(self, ref: tuple[str | int, ...], catalog: Mapping[str, ActionSpec]) -> str | None:
         root = ref[0]
@@ -507,6 +522,8 @@ class _Scope:
             return None
         step_id = str(rest[0])
         step = self.steps.get(step_id)
+        if step is None and step_id in self.opaque:
+            return None
         if step is None:
             hint = _suggest(step_id, self.steps)
             return f"unknown step {step_id!r}, or it does not run before this one{hint}"
