@@ -41,7 +41,9 @@ def main() -> None:
     irbot = str(Path(sys.executable).parent / "irbot")
     count = len(list((ROOT / "playbooks").glob("*.yaml")))
     _time([irbot, "playbook", "validate", "playbooks/"], 2)  # warm the page cache
-    print(_row("python -c pass (interpreter floor)", _time([sys.executable, "-c", "pass"], args.runs)))
+    print(
+        _row("python -c pass (interpreter floor)", _time([sys.executable, "-c", "pass"], args.runs))
+    )
     print(_row("irbot --version", _time([irbot, "--version"], args.runs)))
     samples = _time([irbot, "playbook", "validate", "playbooks/"], args.runs)
     print(_row(f"irbot playbook validate playbooks/ ({count} files)", samples))

@@ -83,7 +83,7 @@ def test_escape_attempts_are_rejected_statically(source: str) -> None:
 
 def test_sandbox_blocks_dynamic_escape() -> None:
     """A private name built at run time is still blocked by the sandbox itself."""
-    with pytest.raises(ExpressionError, match="sandbox|undefined"):
+    with pytest.raises(ExpressionError, match=r"sandbox|undefined"):
         expressions.evaluate("{{ inputs | attr('_' ~ '_class__') }}", CTX)
 
 

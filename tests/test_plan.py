@@ -67,7 +67,7 @@ def test_digest_is_deterministic(leak: LoadedPlaybook) -> None:
 def test_digest_changes_with_what_the_gate_covers(leak: LoadedPlaybook, change: str) -> None:
     """Any change to a covered step's resolved arguments changes the digest."""
     base = _plan(leak, "secret_id=prod/db", "deployments=api").gates[0].digest
-    key = change.split("=")[0]
+    key = change.split("=", 1)[0]
     pairs = [p for p in ("secret_id=prod/db", "deployments=api") if not p.startswith(key)]
     assert _plan(leak, *pairs, change).gates[0].digest != base
 
@@ -76,20 +76,27 @@ def test_digest_binds_playbook_content(leak: LoadedPlaybook) -> None:
     """An edited playbook (different content hash) gives a different digest."""
     edited = load(leak.source.replace("timeout: 10m", "timeout: 11m"), "edited.yaml")
     inputs = parse_pairs(["secret_id=prod/db"], leak.playbook)
-    assert planning.build(edited, inputs).gates[0].digest != planning.build(leak, inputs).gates[0].digest
+    assert (
+        planning.build(edited, inputs).gates[0].digest
+        != planning.build(leak, inputs).gates[0].digest
+    )
 
 
 def test_digest_ignores_outputs_the_gate_does_not_cover(leak: LoadedPlaybook) -> None:
     """Known outputs of earlier, uncovered steps do not change what approvers sign."""
     inputs = parse_pairs(["secret_id=prod/db", "deployments=api"], leak.playbook)
     before = planning.build(leak, inputs).gates[0].digest
-    during = planning.build(
-        leak,
-        inputs,
-        outputs={"announce": {"channel": "C1", "ts": "1.2"}, "page": {"dedup_key": "k"}},
-        run={"id": "run-1", "requester": "U9"},
-        incident={"id": "INC-1"},
-    ).gates[0].digest
+    during = (
+        planning.build(
+            leak,
+            inputs,
+            outputs={"announce": {"channel": "C1", "ts": "1.2"}, "page": {"dedup_key": "k"}},
+            run={"id": "run-1", "requester": "U9"},
+            incident={"id": "INC-1"},
+        )
+        .gates[0]
+        .digest
+    )
     assert before == during
 
 
@@ -123,3 +130,10 @@ def test_plan_to_dict_is_json_safe(leak: LoadedPlaybook) -> None:
     assert data["gates"][0]["id"] == "approve"
     assert data["gates"][0]["covers"] == ["rotate", "restart"]
     assert [s["id"] for s in data["steps"]][:3] == ["announce", "page", "approve"]
+
+
+def test_digest_binds_every_input(leak: LoadedPlaybook) -> None:
+    """Approvers sign the run's inputs as a whole: even an input no covered step uses
+    (email_to) changes the digest, so nothing about the run can change after approval."""
+    base = _plan(leak, "secret_id=prod/db").gates[0].digest
+    assert _plan(leak, "secret_id=prod/db", "email_to=sec@example.com").gates[0].digest != base

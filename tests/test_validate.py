@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from bot.core import expressions
 from bot.core.catalog import default_catalog
 from bot.core.coverage import covered_by
 from bot.core.diagnostics import Diagnostic
-from bot.core.errors import PlaybookInvalid
+from bot.core.errors import ExpressionError, PlaybookInvalid
 from bot.core.library import Library, read
 from bot.core.validate import Result, check, load
 
@@ -1003,3 +1004,74 @@ def test_malformed_gate_after_destructive_step_still_flags_it() -> None:
         """)
     )
     assert {d.code for d in result.diagnostics} == {"schema", "ungated-destructive"}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a: 2024-02-30",
+        "a: 0000-00-00",
+        "a: !!int x",
+        "a: !!int ",
+        "a: !!float x",
+        "a: !!timestamp 2024-13-45",
+        "a: !!timestamp ",
+        "a: " + "9" * 5000,
+    ],
+)
+def test_unreadable_scalars_are_located_yaml_errors(text: str) -> None:
+    """Scalars PyYAML cannot build (impossible dates, bad tags) are `yaml` at the value."""
+    diag = only(run(text), "yaml")
+    assert where(diag) == (1, 4)
+    assert "cannot read value" in diag.message
+
+
+def test_lone_surrogate_is_a_diagnostic() -> None:
+    """Text that cannot be encoded is reported, not raised."""
+    assert "UTF-8" in only(run("name: \ud800"), "yaml").message
+
+
+def test_nesting_limit_inside_with() -> None:
+    """Deep nesting anywhere (here inside `with`) is refused before anything recurses."""
+    deep = "[" * 200 + "]" * 200
+    text = playbook(f"- id: a\n  action: slack.post\n  with: {{text: hi, blocks: {deep}}}")
+    assert "nested more than" in only(run(text), "yaml").message
+
+
+@pytest.mark.parametrize("key", ["wait-step", "action-step", "[key]"])
+def test_keys_spelled_like_internal_tags_are_plain_unknown_keys(key: str) -> None:
+    """A user key that matches a pydantic tag is reported as that key, with the right hint."""
+    text = playbook(f"- id: a\n  wait: 1m\n  retry: {{'{key}': 1}}")
+    diags = [d for d in run(text).diagnostics if d.code == "schema"]
+    assert [d.message for d in diags] == ["unknown key 'retry'"]
+    text = playbook(f"- id: a\n  wait: 1m\n  '{key}': 1")
+    (diag,) = [d for d in run(text).diagnostics if d.code == "schema"]
+    assert diag.message.startswith(f"unknown key {key!r}")
+    assert diag.hint == "allowed keys: id, name, wait, when"
+
+
+def test_ambiguous_regex_pattern_is_an_error() -> None:
+    """A pattern Python warns about (possible nested set) is rejected, not half-accepted."""
+    text = doc("""
+        name: demo
+        version: 1
+        inputs:
+          x: {type: string, pattern: "[[a]"}
+        steps:
+          - id: w
+            wait: 1m
+        """)
+    diag = only(run(text), "schema")
+    assert "not a valid regular expression" in diag.message
+
+
+@pytest.mark.parametrize(
+    "template",
+    ["{{ 10**5000 }}", "{{ 'a' * 1000000000 }}", "{{ [0] * 10**9 }}"],
+)
+def test_huge_constants_are_never_built(template: str) -> None:
+    """Validation does not evaluate templates; at run time the sandbox refuses huge values."""
+    text = playbook(f'- id: a\n  action: slack.post\n  when: "{template}"\n  with: {{text: "x"}}')
+    assert run(text).ok
+    with pytest.raises(ExpressionError, match="not allowed"):
+        expressions.evaluate(template, {})

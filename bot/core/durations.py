@@ -10,9 +10,10 @@ _PART = re.compile(r"(\d+)([smhdw])")
 _WHOLE = re.compile(r"^(?:\d+[smhdw])+$")
 
 PATTERN = r"^(?:\d+[smhdw])+$"
+"""JSON-Schema pattern of a duration string."""
+
 MAX = timedelta(days=3650)
 """Nothing in incident response waits ten years; larger values are typos."""
-"""JSON-Schema pattern of a duration string."""
 
 
 def parse_duration(text: str) -> timedelta:

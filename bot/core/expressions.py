@@ -36,13 +36,39 @@ RefPath = tuple[str | int, ...]
 _SINGLE = re.compile(r"^\s*\{\{(?P<expr>.*)\}\}\s*$", re.DOTALL)
 
 
+MAX_SIZE = 100_000
+"""Largest string or sequence an operator may build; ``'a' * 10**9`` is refused."""
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """The sandbox, plus limits on operators that can build huge values.
+
+    Constant folding is switched off (``optimized=False``) so nothing in a template is
+    evaluated while it is merely being validated.
+    """
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**":
+            if isinstance(right, int | float) and abs(right) > 64:
+                raise SecurityError("exponent larger than 64 is not allowed")
+            return left**right
+        for seq, count in ((left, right), (right, left)):
+            sized = isinstance(seq, str | list | tuple) and isinstance(count, int)
+            if sized and len(seq) * count > MAX_SIZE:
+                raise SecurityError(f"result longer than {MAX_SIZE} is not allowed")
+        return left * right
+
+
 @cache
 def environment() -> ImmutableSandboxedEnvironment:
     """The one sandboxed environment used everywhere (validation, plan, engine)."""
-    env = ImmutableSandboxedEnvironment(
+    env = _Sandbox(
         undefined=jinja2.StrictUndefined,
         autoescape=False,
         keep_trailing_newline=True,
+        optimized=False,
     )
     env.globals.clear()  # no range(), lipsum(), dict(), cycler() ...: data in, text out
     return env

@@ -20,6 +20,7 @@ cross-references and the safety rule live in :mod:`bot.core.validate`.
 from __future__ import annotations
 
 import re
+import warnings
 from datetime import timedelta
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal
@@ -53,6 +54,19 @@ def _to_duration(value: Any) -> Any:
         raise ValueError("expected a duration such as 15m")
     if isinstance(value, int | float):
         raise ValueError(f"write durations with a unit, for example '{int(value)}s'")
+    return value
+
+
+def _regex(value: str | None, what: str) -> str | None:
+    """Check a regular expression; ambiguous ones (Python's FutureWarning) count as errors."""
+    if value is None:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        try:
+            re.compile(value)
+        except (re.error, FutureWarning) as exc:
+            raise ValueError(f"{what} is not a valid regular expression: {exc}") from exc
     return value
 
 
@@ -113,12 +127,7 @@ class InputSpec(_Model):
     @field_validator("pattern")
     @classmethod
     def _pattern_compiles(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"pattern is not a valid regular expression: {exc}") from exc
-        return value
+        return _regex(value, "pattern")
 
     @model_validator(mode="after")
     def _consistent(self) -> InputSpec:
@@ -205,13 +214,8 @@ class PagerDutyTrigger(_TriggerBase):
 
     @field_validator("title_matches")
     @classmethod
-    def _regex(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"title_matches is not a valid regular expression: {exc}") from exc
-        return value
+    def _title_regex(cls, value: str | None) -> str | None:
+        return _regex(value, "title_matches")
 
 
 class AlertmanagerTrigger(_TriggerBase):

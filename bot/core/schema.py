@@ -13,6 +13,13 @@ from typing import Any
 from bot.core.catalog import ActionSpec, default_catalog
 from bot.core.playbook import Playbook
 
+TEMPLATE = {
+    "type": "string",
+    "pattern": r"\{\{|\{%",
+    "description": "a template, checked when the run resolves it",
+}
+"""Any ``with`` value may be a template; its type is only known when it is rendered."""
+
 SCHEMA_ID = "https://github.com/irbot/irbot/schemas/playbook-v1.json"
 
 
@@ -30,6 +37,8 @@ def playbook_schema(catalog: Mapping[str, ActionSpec] | None = None) -> dict[str
             )
             defs.update(action_schema.pop("$defs", {}))
             action_schema["description"] = spec.summary
+            for name_, prop in list(action_schema.get("properties", {}).items()):
+                action_schema["properties"][name_] = {"anyOf": [prop, TEMPLATE]}
         branches.append(
             {
                 "if": {"properties": {"action": {"const": name}}, "required": ["action"]},

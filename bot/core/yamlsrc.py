@@ -19,8 +19,25 @@ Path = tuple[str | int, ...]
 MAX_BYTES = 1_000_000
 """Playbooks are small; anything larger is a mistake or an attack."""
 
-_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_Base: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 """libyaml when present: faster, and it caps nesting depth instead of recursing."""
+
+
+class _Loader(_Base):  # type: ignore[valid-type,misc]
+    """Safe loading; a scalar that cannot be built (``2024-02-30``, ``!!int x``) becomes a
+    located YAML error instead of a bare ValueError."""
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep=deep)
+        except (ValueError, TypeError, OverflowError, LookupError, AttributeError) as exc:
+            # PyYAML's scalar constructors fail this way on malformed tagged scalars.
+            problem = f"cannot read value {str(node.value)[:40]!r}: {str(exc)[:120]}"
+            raise yaml.constructor.ConstructorError(None, None, problem, node.start_mark) from exc
+
+
+MAX_DEPTH = 64
+"""Playbooks are shallow; deeper documents are refused before anything recurses over them."""
 
 MAX_NODES = 50_000
 """Upper bound on expanded YAML nodes, so alias bombs cannot explode validation."""
@@ -80,6 +97,14 @@ class _Walker:
         self.budget -= 1
         if self.budget < 0:
             raise _error(self.smap.file, 1, 1, f"document expands to more than {MAX_NODES} nodes")
+        if len(path) > MAX_DEPTH:
+            mark = node.start_mark
+            raise _error(
+                self.smap.file,
+                mark.line + 1,
+                mark.column + 1,
+                f"YAML is nested more than {MAX_DEPTH} levels deep",
+            )
         self.smap.values.setdefault(path, _loc(self.smap.file, node.start_mark))
         if id(node) in self.active:
             raise _error(
@@ -133,7 +158,12 @@ def load(text: str, file: str) -> tuple[Any, SourceMap, list[Diagnostic]]:
     if len(text.encode("utf-8", "surrogatepass")) > MAX_BYTES:
         raise _error(file, 1, 1, f"file is larger than {MAX_BYTES} bytes")
     smap = SourceMap(file)
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)
+    except UnicodeError as exc:
+        raise _error(
+            file, 1, 1, "the file is not valid UTF-8 text (it contains a lone surrogate)"
+        ) from exc
     try:
         node = loader.get_single_node()
         if node is None:
@@ -150,6 +180,10 @@ def load(text: str, file: str) -> tuple[Any, SourceMap, list[Diagnostic]]:
         raise _error(file, 1, 1, f"YAML: {exc}") from exc
     except RecursionError as exc:
         raise _error(file, 1, 1, "YAML is nested too deeply") from exc
+    except UnicodeError as exc:
+        raise _error(
+            file, 1, 1, "the file is not valid UTF-8 text (it contains a lone surrogate)"
+        ) from exc
     finally:
         loader.dispose()
     return data, smap, walker.problems
