@@ -34,9 +34,9 @@ def playbook() -> None:
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @json_option
 def validate(paths: tuple[Path, ...], as_json: bool) -> None:
-    """Check playbooks without running anything (default: $IRBOT_PLAYBOOKS or ./playbooks).
+    """Check playbooks without running anything.
 
-    Every problem is reported at once as FILE:LINE:COLUMN. Exit 0 if all are valid,
+    PATHS are files or directories (default: $IRBOT_PLAYBOOKS or ./playbooks). Every problem is reported at once as FILE:LINE:COLUMN. Exit 0 if all are valid,
     1 if any is invalid, 2 on a usage error.
     """
     from bot.core import library
@@ -141,7 +141,9 @@ def list_(playbooks_dir: Path, as_json: bool) -> None:
 @playbooks_option
 @json_option
 def plan(name: str, pairs: tuple[str, ...], playbooks_dir: Path, as_json: bool) -> None:
-    """Show what running playbook NAME would do, with resolved arguments.
+    """Show what running playbook NAME would do.
+
+    Each step is shown with its arguments resolved from the inputs.
 
     Destructive steps are marked with the gate that guards them; each gate shows
     the plan digest its approvers will sign.
