@@ -133,3 +133,11 @@ def test_is_template() -> None:
     assert expressions.is_template("{% if x %}y{% endif %}")
     assert not expressions.is_template("plain")
     assert not expressions.is_template(5)
+
+
+@pytest.mark.parametrize("name", ["items", "keys", "values", "get", "update", "pop"])
+def test_data_keys_win_over_dict_methods(name: str) -> None:
+    """An input called `items` is the input, not dict.items (that printed a memory address)."""
+    ctx = {"inputs": {name: ["a", "b"]}}
+    assert expressions.evaluate(f"{{{{ inputs.{name} }}}}", ctx) == ["a", "b"]
+    assert expressions.evaluate(f"{{{{ inputs.{name} | join(',') }}}}", ctx) == "a,b"

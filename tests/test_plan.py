@@ -137,3 +137,31 @@ def test_digest_binds_every_input(leak: LoadedPlaybook) -> None:
     (email_to) changes the digest, so nothing about the run can change after approval."""
     base = _plan(leak, "secret_id=prod/db").gates[0].digest
     assert _plan(leak, "secret_id=prod/db", "email_to=sec@example.com").gates[0].digest != base
+
+
+def test_digest_refuses_objects_that_are_not_plain_data() -> None:
+    """Nothing that could print a memory address can reach a digest."""
+    with pytest.raises(TypeError, match="plan digest"):
+        planning.canonical_json({"x": object()})
+
+
+def test_input_named_like_a_dict_method_is_planned_by_value() -> None:
+    """`{{ inputs.items }}` resolves to the input, so the digest is stable across processes."""
+    text = """\
+name: fan
+version: 1
+inputs:
+  items: {type: list, default: [a, b]}
+steps:
+  - id: gate
+    approval: {from: [group:sre]}
+  - id: boom
+    action: test.destructive
+    for_each: "{{ inputs.items }}"
+    with: {target: "{{ item }}"}
+"""
+    book = load(text, "fan.yaml")
+    result = planning.build(book, {"items": ["a", "b"]})
+    boom = next(s for s in result.steps if s.id == "boom")
+    assert boom.items == ["a", "b"]
+    assert boom.arguments == [{"target": "a"}, {"target": "b"}]

@@ -25,9 +25,19 @@ from bot.core.playbook import ActionStep, ApprovalStep, ManualStep, PlaybookStep
 from bot.core.validate import LoadedPlaybook
 
 
+def _strict(value: Any) -> Any:
+    if isinstance(value, expressions.Unresolved):
+        return str(value)
+    # Anything else (a method, an object) could print a memory address and make the
+    # digest differ between processes: refuse it loudly instead.
+    raise TypeError(f"cannot put {type(value).__name__} into a plan digest")
+
+
 def canonical_json(value: Any) -> str:
-    """Stable JSON: sorted keys, no spaces, unknown objects as their string form."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    """Stable JSON: sorted keys, no spaces; only plain data and placeholders."""
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_strict
+    )
 
 
 def sha256_hex(value: Any) -> str:
