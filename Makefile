@@ -46,6 +46,9 @@ test: lint typecheck pytest ## lint, format check, type check and all tests
 
 bench: env ## performance figures (see bench/RESULTS.md)
 	$(BIN)/python bench/validate_startup.py
+	cd bench && ../$(BIN)/python engine_overhead.py
+	cd bench && ../$(BIN)/python fanout.py
+	cd bench && ../$(BIN)/python resume.py
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -12,6 +12,7 @@ import click
 from bot import __version__
 from bot.cli.output import run_guarded
 from bot.cli.playbook import playbook
+from bot.cli.runs import approve, audit, cancel, run, runs, task, timeline, worker
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -23,10 +24,17 @@ def cli() -> None:
     Validate and preview playbooks:
       irbot playbook validate playbooks/
       irbot playbook plan leak-response --input secret_id=prod/db
+    \b
+    Run them (a worker carries queued runs; approvals come from Slack, or
+    locally with IRBOT_LOCAL_APPROVALS=1):
+      irbot worker
+      irbot run leak-response -i secret_id=prod/db --as U01
+      irbot approve RUN --as U02
     """
 
 
-cli.add_command(playbook)
+for command in (playbook, run, worker, approve, task, runs, cancel, timeline, audit):
+    cli.add_command(command)
 
 
 def main() -> None:

@@ -36,8 +36,9 @@ def playbook() -> None:
 def validate(paths: tuple[Path, ...], as_json: bool) -> None:
     """Check playbooks without running anything.
 
-    PATHS are files or directories (default: $IRBOT_PLAYBOOKS or ./playbooks). Every problem is reported at once as FILE:LINE:COLUMN. Exit 0 if all are valid,
-    1 if any is invalid, 2 on a usage error.
+    PATHS are files or directories (default: $IRBOT_PLAYBOOKS or ./playbooks).
+    Every problem is reported at once as FILE:LINE:COLUMN. Exit 0 if all are
+    valid, 1 if any is invalid, 2 on a usage error.
     """
     from bot.core import library
 

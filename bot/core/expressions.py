@@ -215,6 +215,17 @@ def _wrap(exc: Exception, source: str) -> ExpressionError:
     return ExpressionError(f"cannot evaluate {source!r}: {exc}", template=source)
 
 
+@lru_cache(maxsize=4096)
+def _expression(source: str) -> Any:
+    """Compiled once: compiling dominated the cost of a step (bench/engine_overhead.py)."""
+    return environment().compile_expression(source, undefined_to_none=False)
+
+
+@lru_cache(maxsize=4096)
+def _template(source: str) -> jinja2.Template:
+    return environment().from_string(source)
+
+
 def render(value: Any, context: Mapping[str, Any]) -> Any:
     """Resolve every template inside ``value`` (a scalar, list or mapping)."""
     if isinstance(value, Mapping):
@@ -229,15 +240,13 @@ def render(value: Any, context: Mapping[str, Any]) -> Any:
 def evaluate(source: str, context: Mapping[str, Any], *, bare: bool = False) -> Any:
     """Evaluate one template; a single ``{{ expr }}`` keeps its native type."""
     analysis = analyse(source, bare=bare)
-    env = environment()
     try:
         if analysis.single_expression is not None:
-            compiled = env.compile_expression(analysis.single_expression, undefined_to_none=False)
-            result = compiled(**context)
+            result = _expression(analysis.single_expression)(**context)
             if isinstance(result, jinja2.Undefined):
                 str(result)  # StrictUndefined raises with a precise message
             return result
-        return env.from_string(source).render(**context)
+        return _template(source).render(**context)
     except ExpressionError:
         raise
     except (jinja2.TemplateError, ArithmeticError, TypeError, ValueError, LookupError) as exc:

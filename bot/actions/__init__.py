@@ -1,0 +1,1 @@
+"""Action implementations, one module per system (issue 4 adds AWS, Kubernetes, …)."""

@@ -1,0 +1,436 @@
+"""``irbot run | worker | approve | task | runs | cancel | timeline | audit``.
+
+Thin: each command reads settings, calls :mod:`bot.engine.client` or the store, and
+shows the result. Engine and store modules are imported inside the commands, so
+``irbot playbook validate`` never pays for them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from bot.cli.output import console, emit_json, fail, json_option
+from bot.core.errors import IrbotError, UsageError
+
+if TYPE_CHECKING:
+    from bot.settings import Settings
+    from bot.store import TimelineStore
+
+as_option = click.option(
+    "--as", "user", required=True, metavar="USER", help="Who you are (a Slack user id)."
+)
+
+
+@contextmanager
+def _store(as_json: bool) -> Iterator[tuple[Settings, TimelineStore]]:
+    from bot.engine.runtime import open_store
+    from bot.settings import load_settings
+
+    try:
+        settings = load_settings()
+        store = open_store(settings)
+    except IrbotError as exc:
+        fail(exc, as_json=as_json)
+    try:
+        yield settings, store
+    except IrbotError as exc:
+        fail(exc, as_json=as_json)
+    finally:
+        store.close()
+
+
+@click.command()
+@click.argument("playbook_name", metavar="PLAYBOOK")
+@click.option(
+    "--input",
+    "-i",
+    "pairs",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="An input; repeat for more. Lists are comma-separated.",
+)
+@as_option
+@click.option("--wait", is_flag=True, help="Work the run in this process and follow it live.")
+@json_option
+def run(playbook_name: str, pairs: tuple[str, ...], user: str, wait: bool, as_json: bool) -> None:
+    """Start PLAYBOOK as USER; prints the run id and the incident id.
+
+    Without --wait the run is queued for `irbot worker`; with --wait this command
+    works it and shows progress until it finishes or stops at a gate.
+    """
+    from bot.core import inputs, library
+    from bot.core.config import load_config
+    from bot.engine import client
+
+    with _store(as_json) as (settings, store):
+        lib = library.read([settings.playbooks_dir])
+        loaded = lib.get(playbook_name)
+        values = inputs.parse_pairs(pairs, loaded.playbook)
+        config = load_config(settings.config_path)
+        valid = {n: lib.get(n) for n in lib.names() if _valid(lib, n)}
+        submitted = client.submit(
+            settings, store, loaded, values, requester=user, library=valid, config=config
+        )
+        if as_json and not wait:
+            emit_json({"run_id": submitted.run_id, "incident_id": submitted.incident_id})
+            return
+        if not as_json:
+            console().print(
+                f"run [bold]{submitted.run_id}[/] started for incident "
+                f"[bold]{submitted.incident_id}[/] ({playbook_name})",
+                markup=True,
+            )
+    if wait:
+        status = asyncio.run(_work_and_follow(settings, submitted.run_id, as_json=as_json))
+        if as_json:
+            emit_json(
+                {"run_id": submitted.run_id, "incident_id": submitted.incident_id, "status": status}
+            )
+        raise SystemExit(0 if status in ("succeeded", "waiting") else 1)
+
+
+def _valid(lib: Any, name: str) -> bool:
+    try:
+        lib.get(name)
+    except IrbotError:
+        return False
+    return True
+
+
+async def _work_and_follow(settings: Settings, run_id: str, *, as_json: bool) -> str:
+    """Be a worker until the run finishes or parks at a gate or task; print its events."""
+    from bot.engine import runtime
+
+    rt = await runtime.launch(settings)
+    seen = 0
+    out = console()
+    try:
+        while True:
+            events = rt.store.events(run_id=None)
+            mine = [
+                e
+                for e in events
+                if e.run_id and (e.run_id == run_id or e.run_id.startswith(f"{run_id}."))
+            ]
+            for event in mine[seen:]:
+                if not as_json:
+                    out.print(_line(event), markup=False)
+            seen = len(mine)
+            run = rt.store.get_run(run_id)
+            if run.status in ("succeeded", "failed", "rejected", "expired", "cancelled"):
+                return run.status
+            if run.status == "waiting":
+                if not as_json:
+                    out.print(f"run {run_id} is waiting: {_waiting_hint(mine)}", style="yellow")
+                return run.status
+            await asyncio.sleep(0.1)
+    finally:
+        runtime.shutdown()
+
+
+def _waiting_hint(events: list[Any]) -> str:
+    for event in reversed(events):
+        if event.kind == "approval.requested":
+            return (
+                f"approval gate {event.payload['gate']} needs {event.payload['min']} "
+                f"approvals (digest {str(event.payload['digest'])[:12]}); "
+                "start `irbot worker` to carry on after they arrive"
+            )
+        if event.kind == "manual.requested":
+            return f"manual task {event.step_id}: {event.payload.get('instructions', '')}"
+        if event.kind == "wait.started":
+            return f"durable wait until {event.payload.get('until')}"
+    return "see `irbot timeline`"
+
+
+def _line(event: Any) -> str:
+    at = event.at.strftime("%H:%M:%S")
+    step = f" {event.step_id}" if event.step_id else ""
+    detail = ""
+    payload = event.payload
+    for key in ("error", "reason", "summary", "note", "detail", "instructions", "text"):
+        if payload.get(key):
+            detail = f": {payload[key]}"
+            break
+    return f"{at} {event.kind}{step} ({event.actor}){detail}"
+
+
+@click.command()
+@click.option("--concurrency-hint", type=int, multiple=True, hidden=True)
+def worker(concurrency_hint: tuple[int, ...]) -> None:
+    """Execute and resume runs until stopped (Ctrl-C or SIGTERM)."""
+    from bot.settings import load_settings
+
+    try:
+        settings = load_settings()
+    except IrbotError as exc:
+        fail(exc, as_json=False)
+    asyncio.run(_serve(settings))
+
+
+async def _serve(settings: Settings) -> None:
+    from bot.engine import runtime
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await runtime.launch(settings)
+    console(stderr=True).print(f"irbot worker ready (data: {settings.store_url()})")
+    try:
+        await stop.wait()
+    finally:
+        runtime.shutdown()
+
+
+@click.command()
+@click.argument("run_id", metavar="RUN")
+@as_option
+@click.option("--reject", is_flag=True, help="Reject instead of approve (needs --reason).")
+@click.option("--reason", help="Why (required to reject and for break-glass).")
+@click.option("--breakglass", is_flag=True, help="Pass the gate alone (break-glass group only).")
+@click.option("--digest", help="The plan digest you reviewed (default: the gate's current one).")
+@json_option
+def approve(
+    run_id: str,
+    *,
+    user: str,
+    reject: bool,
+    reason: str | None,
+    breakglass: bool,
+    digest: str | None,
+    as_json: bool,
+) -> None:
+    """Approve (or --reject) the gate RUN waits at, as USER.
+
+    Only with IRBOT_LOCAL_APPROVALS=1 (local use and tests): in production approvals
+    come from signed Slack requests.
+    """
+    from bot.engine import client
+
+    with _store(as_json) as (settings, store):
+        if not settings.local_approvals:
+            raise UsageError(
+                "local approvals are off: set IRBOT_LOCAL_APPROVALS=1 (local use and tests "
+                "only; in production approve in Slack)"
+            )
+        client.get_run(store, run_id)
+        result = client.vote(
+            settings,
+            store,
+            run_id,
+            user=user,
+            decision="reject" if reject else "approve",
+            reason=reason,
+            breakglass=breakglass,
+            digest=digest,
+        )
+    answer = result.answer
+    if as_json:
+        emit_json({"run_id": result.run_id, "gate": result.gate, "answer": answer})
+    elif answer is None:
+        console().print(
+            f"vote delivered to {result.run_id} gate {result.gate}; no worker has "
+            "decided on it yet (is `irbot worker` running?)",
+            style="yellow",
+        )
+    else:
+        style = "red" if answer["outcome"] == "refused" else "green"
+        console().print(
+            f"{answer['outcome']}: {answer['reason']} — {answer['summary']}",
+            style=style,
+            markup=False,
+        )
+    raise SystemExit(1 if answer is not None and answer["outcome"] == "refused" else 0)
+
+
+@click.command()
+@click.argument("run_id", metavar="RUN")
+@as_option
+@click.option("--step", "step_id", help="The manual step (default: the one the run waits at).")
+@click.option("--failed", is_flag=True, help="Mark the task failed (stops the run).")
+@click.option("--note", help="A note for the timeline.")
+def task(run_id: str, user: str, step_id: str | None, failed: bool, note: str | None) -> None:
+    """Mark the manual task RUN waits at as done (or --failed), as USER."""
+    from bot.engine import client
+
+    with _store(False) as (settings, store):
+        client.get_run(store, run_id)
+        done = client.complete_task(
+            settings,
+            store,
+            run_id,
+            user=user,
+            step_id=step_id,
+            status="failed" if failed else "done",
+            note=note,
+        )
+    console().print(f"task {done} marked {'failed' if failed else 'done'}")
+
+
+@click.command()
+@click.option("--status", help="Only runs in this status.")
+@click.option("--limit", default=50, show_default=True)
+@json_option
+def runs(status: str | None, limit: int, as_json: bool) -> None:
+    """List recent runs."""
+    with _store(as_json) as (_settings, store):
+        rows = store.list_runs(status=status, limit=limit)
+    if as_json:
+        emit_json([_run_dict(r) for r in rows])
+        return
+    from rich.table import Table
+
+    table = Table("run", "incident", "playbook", "status", "requester", "created (UTC)")
+    for r in rows:
+        flag = " BREAK-GLASS" if r.breakglass else ""
+        table.add_row(
+            r.id,
+            r.incident_id,
+            r.playbook,
+            r.status + flag,
+            r.requester,
+            r.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+        )
+    console().print(table)
+
+
+def _run_dict(r: Any) -> dict[str, Any]:
+    return {
+        "id": r.id,
+        "incident_id": r.incident_id,
+        "playbook": r.playbook,
+        "version": r.version,
+        "sha256": r.sha256,
+        "status": r.status,
+        "requester": r.requester,
+        "breakglass": r.breakglass,
+        "detail": r.detail,
+        "inputs": dict(r.inputs),
+        "created_at": r.created_at.isoformat(),
+        "finished_at": r.finished_at.isoformat() if r.finished_at else None,
+    }
+
+
+@click.command()
+@click.argument("run_id", metavar="RUN")
+@as_option
+@json_option
+def cancel(run_id: str, user: str, as_json: bool) -> None:
+    """Stop RUN between steps, recording who did it."""
+    from bot.engine import client
+
+    with _store(as_json) as (settings, store):
+        client.get_run(store, run_id)
+        record = client.cancel(settings, store, run_id, user=user)
+    if as_json:
+        emit_json(_run_dict(record))
+    else:
+        console().print(f"run {run_id} cancelled by {user}")
+
+
+@click.command()
+@click.argument("incident_id", metavar="INC-ID")
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "md", "json"]), default="text", show_default=True
+)
+def timeline(incident_id: str, fmt: str) -> None:
+    """Print an incident's timeline (text, Markdown or JSON)."""
+    with _store(fmt == "json") as (_settings, store):
+        incident = store.get_incident(incident_id)
+        events = store.events(incident_id=incident_id)
+        runs_ = store.list_runs(incident_id=incident_id, limit=10_000)
+    if fmt == "json":
+        emit_json(
+            {
+                "incident": {
+                    "id": incident.id,
+                    "title": incident.title,
+                    "status": incident.status,
+                    "severity": incident.severity,
+                    "opened_at": incident.opened_at.isoformat(),
+                },
+                "runs": [_run_dict(r) for r in runs_],
+                "events": [_event_dict(e) for e in events],
+            }
+        )
+        return
+    if fmt == "md":
+        click.echo(f"# {incident.id}: {incident.title}\n")
+        for r in runs_:
+            flag = " — **BREAK-GLASS USED**" if r.breakglass else ""
+            click.echo(f"- run `{r.id}` ({r.playbook} v{r.version}): **{r.status}**{flag}")
+        click.echo("\n| time (UTC) | event | step | actor | detail |\n|---|---|---|---|---|")
+        for e in events:
+            detail = _line(e).split(": ", 1)[1] if ": " in _line(e) else ""
+            click.echo(
+                f"| {e.at.strftime('%Y-%m-%d %H:%M:%S')} | {e.kind} | {e.step_id or ''} "
+                f"| {e.actor} | {detail.replace('|', '/')} |"
+            )
+        return
+    out = console()
+    out.print(f"{incident.id}: {incident.title} [{incident.status}]", markup=False)
+    for e in events:
+        out.print(_line(e), markup=False)
+
+
+def _event_dict(e: Any) -> dict[str, Any]:
+    return {
+        "seq": e.seq,
+        "id": e.id,
+        "at": e.at.isoformat(),
+        "kind": e.kind,
+        "actor": e.actor,
+        "run_id": e.run_id,
+        "step_id": e.step_id,
+        "payload": dict(e.payload),
+        "prev_hash": e.prev_hash,
+        "hash": e.hash,
+    }
+
+
+@click.group()
+def audit() -> None:
+    """Check the tamper-evident timeline."""
+
+
+@audit.command()
+@json_option
+def verify(as_json: bool) -> None:
+    """Recompute the hash chain; exit 1 naming the first bad event."""
+    with _store(as_json) as (_settings, store):
+        started = time.perf_counter()
+        result = store.verify()
+        elapsed = time.perf_counter() - started
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "ok": result.ok,
+                    "checked": result.checked,
+                    "first_bad_seq": result.first_bad_seq,
+                    "first_bad_id": result.first_bad_id,
+                    "reason": result.reason,
+                }
+            )
+        )
+    elif result.ok:
+        console().print(
+            f"audit chain verified: {result.checked} events ({elapsed:.2f}s)", style="green"
+        )
+    else:
+        console(stderr=True).print(
+            f"audit chain BROKEN at event seq {result.first_bad_seq} "
+            f"(id {result.first_bad_id}): {result.reason}",
+            style="bold red",
+            markup=False,
+        )
+    raise SystemExit(0 if result.ok else 1)

@@ -1,0 +1,146 @@
+"""The action protocol and registry: how the engine calls the code behind a catalog entry.
+
+An action is ``async def run(inputs, ctx) -> outputs``. ``inputs`` is the validated
+input model of its catalog spec (or a plain dict for actions without one); ``outputs``
+is a JSON-safe mapping of references, never secret values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+import structlog
+
+from bot.core.catalog import ActionSpec, default_catalog
+from bot.core.errors import IrbotError, NotFoundError
+from bot.core.redaction import Redactor
+
+
+class ActionError(IrbotError):
+    """An action failed. ``retryable`` says whether trying again may help (throttling,
+    timeouts, a rollout still converging) or not (bad input, missing permission)."""
+
+    def __init__(self, message: str, *, retryable: bool = False, code: str = "failed") -> None:
+        super().__init__(message, retryable=retryable, code=code)
+        self.retryable = retryable
+        self.code = code
+
+    def __reduce__(self) -> tuple[Any, ...]:  # survives pickling by DBOS
+        return (_rebuild, (self.message, self.retryable, self.code))
+
+
+def _rebuild(message: str, retryable: bool, code: str) -> ActionError:
+    return ActionError(message, retryable=retryable, code=code)
+
+
+class NotConfigured(ActionError):
+    """The action's integration has no credentials here; an ``optional`` step skips."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=False, code="not_configured")
+
+
+@dataclass(frozen=True)
+class ActionContext:
+    """What an action knows about the call it serves."""
+
+    run_id: str
+    step_id: str
+    item_index: int | None
+    attempt: int
+    incident_id: str
+    redactor: Redactor
+    log: Any = field(default=None)
+
+    @property
+    def idempotency_key(self) -> str:
+        """Run id + step id + item index: the same on every retry and after a crash, so
+        AWS ClientRequestToken and friends dedupe the repeat."""
+        suffix = "" if self.item_index is None else f":{self.item_index}"
+        return f"{self.run_id}:{self.step_id}{suffix}"
+
+    def logger(self) -> Any:
+        if self.log is not None:
+            return self.log
+        return structlog.get_logger("irbot.action").bind(
+            run_id=self.run_id, step=self.step_id, incident_id=self.incident_id
+        )
+
+
+class Action(Protocol):
+    """The shape of every action implementation."""
+
+    spec: ActionSpec
+
+    async def run(self, inputs: Any, ctx: ActionContext) -> Mapping[str, Any]: ...
+
+    def not_configured(self) -> str | None:
+        """Why the action cannot run here (missing credentials), or None."""
+        ...
+
+
+RunFn = Callable[[Any, ActionContext], Awaitable[Mapping[str, Any]]]
+
+
+@dataclass
+class FunctionAction:
+    """An :class:`Action` made from a plain coroutine function."""
+
+    spec: ActionSpec
+    fn: RunFn
+    check: Callable[[], str | None] | None = None
+
+    async def run(self, inputs: Any, ctx: ActionContext) -> Mapping[str, Any]:
+        return await self.fn(inputs, ctx)
+
+    def not_configured(self) -> str | None:
+        return self.check() if self.check is not None else None
+
+
+class Registry:
+    """Action name -> implementation; names must exist in the catalog."""
+
+    builtin_modules: ClassVar[tuple[str, ...]] = ("bot.actions.testing",)
+
+    def __init__(self, catalog: Mapping[str, ActionSpec] | None = None) -> None:
+        self.catalog = default_catalog() if catalog is None else catalog
+        self._actions: dict[str, Action] = {}
+
+    def add(self, action: Action) -> None:
+        if action.spec.name not in self.catalog:
+            raise ValueError(f"action {action.spec.name!r} is not in the catalog")
+        self._actions[action.spec.name] = action
+
+    def function(
+        self, name: str, *, check: Callable[[], str | None] | None = None
+    ) -> Callable[[RunFn], RunFn]:
+        """Decorator: register ``async def fn(inputs, ctx)`` as the action ``name``."""
+
+        def register(fn: RunFn) -> RunFn:
+            self.add(FunctionAction(self.catalog[name], fn, check))
+            return fn
+
+        return register
+
+    def get(self, name: str) -> Action:
+        try:
+            return self._actions[name]
+        except KeyError:
+            raise NotFoundError(
+                f"action {name!r} is declared but has no implementation in this build"
+            ) from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._actions
+
+
+def default_registry() -> Registry:
+    """A registry with every built-in action implementation."""
+    import importlib
+
+    registry = Registry()
+    for module in Registry.builtin_modules:
+        importlib.import_module(module).register(registry)
+    return registry

@@ -1,0 +1,651 @@
+"""The DBOS workflows that interpret a pinned playbook.
+
+Workflow code here is deterministic: it only computes from the pinned playbook, the
+inputs and the recorded results of steps. Everything else — calling actions, reading
+the clock or irbot.yaml, writing the timeline — happens in the DBOS steps of
+:mod:`bot.engine.steps`, whose results DBOS records and replays after a crash.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from dbos import DBOS, SetEnqueueOptions, SetWorkflowID
+
+from bot.core import approvals, expressions, plan
+from bot.core.catalog import default_catalog
+from bot.core.durations import parse_duration
+from bot.core.errors import ExpressionError
+from bot.core.playbook import (
+    ActionStep,
+    ApprovalStep,
+    Compensation,
+    ManualStep,
+    PlaybookStep,
+    Retry,
+    Step,
+    WaitStep,
+)
+from bot.core.retry import NO_RETRY, delay
+from bot.core.timeline import (
+    APPROVAL_BREAKGLASS,
+    APPROVAL_COUNTED,
+    APPROVAL_EXPIRED,
+    APPROVAL_GRANTED,
+    APPROVAL_REFUSED,
+    APPROVAL_REJECTED,
+    APPROVAL_REQUESTED,
+    MANUAL_COMPLETED,
+    MANUAL_REQUESTED,
+    RUN_EXPIRED,
+    RUN_FAILED,
+    RUN_FINISHED,
+    STEP_FAILED,
+    STEP_SKIPPED,
+    WAIT_FINISHED,
+    WAIT_STARTED,
+)
+from bot.engine import steps
+from bot.engine.spec import RunSpec
+
+FANOUT_POLL_SECONDS = 0.02
+MANUAL_DEFAULT_TTL = timedelta(days=30)
+
+RATE_LIMITS: dict[str, tuple[str, int, float]] = {
+    "aws.secretsmanager.rotate": ("secretsmanager-writes", 45, 1.0),
+    "aws.secretsmanager.put_value": ("secretsmanager-writes", 45, 1.0),
+}
+"""Action -> (class, limit, period): Secrets Manager writes share 50 TPS per region."""
+
+
+def gate_topic(step_id: str) -> str:
+    return f"gate:{step_id}"
+
+
+def manual_topic(step_id: str) -> str:
+    return f"manual:{step_id}"
+
+
+def fanout_queue_name(concurrency: int, rate_class: str | None) -> str:
+    suffix = f"-{rate_class}" if rate_class else ""
+    return f"irbot-fanout-c{concurrency}{suffix}"
+
+
+async def ensure_fanout_queue(concurrency: int, action: str | None) -> str:
+    """Register (idempotently) the queue that runs one step's items ``concurrency`` at a
+    time: partitioned per run and step, rate-limited when the action has a rate class."""
+    limit = RATE_LIMITS.get(action or "")
+    name = fanout_queue_name(concurrency, limit[0] if limit else None)
+    if name not in _QUEUES:
+        _QUEUES[name] = await DBOS.register_queue_async(
+            name,
+            partition_concurrency=concurrency,
+            limiter={"limit": limit[1], "period": limit[2]} if limit else None,
+            polling_interval_sec=FANOUT_POLL_SECONDS,
+        )
+    return name
+
+
+_QUEUES: dict[str, Any] = {}
+"""Queues this process registered or looked up, by name."""
+
+
+def forget_queues() -> None:
+    """Drop cached queue objects when DBOS is destroyed (they belong to that instance)."""
+    _QUEUES.clear()
+
+
+async def _queue(name: str) -> Any:
+    if name not in _QUEUES:
+        queue = await DBOS.retrieve_queue_async(name)
+        if queue is None:  # pragma: no cover - steps.fanout_queue registers it first
+            raise RuntimeError(f"queue {name} is not registered")
+        _QUEUES[name] = queue
+    return _QUEUES[name]
+
+
+class RunEnded(Exception):
+    """Stops interpretation with a final status (failed, rejected, expired)."""
+
+    def __init__(self, status: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+@dataclass
+class _State:
+    spec: RunSpec
+    started_at: str
+    outputs: dict[str, Any] = field(default_factory=dict)
+    statuses: dict[str, str] = field(default_factory=dict)
+    breakglass: bool = False
+
+    def context(self, item: Any = None, with_item: bool = False) -> dict[str, Any]:
+        spec = self.spec
+        steps_ctx = {
+            sid: {"outputs": self.outputs.get(sid, {}), "status": status}
+            for sid, status in self.statuses.items()
+        }
+        ctx: dict[str, Any] = {
+            "inputs": spec.inputs,
+            "steps": steps_ctx,
+            "run": {
+                "id": spec.run_id,
+                "requester": spec.requester,
+                "playbook": spec.playbook,
+                "started_at": self.started_at,
+                "trigger": spec.trigger or {},
+            },
+            "incident": {"id": spec.incident_id, **spec.incident},
+        }
+        if with_item:
+            ctx["item"] = item
+        return ctx
+
+
+@DBOS.workflow(name="irbot.run")
+async def run_playbook(spec_data: dict[str, Any]) -> dict[str, Any]:
+    """One run of one pinned playbook; returns ``{"status": …, "detail": …}``."""
+    spec = RunSpec.from_dict(spec_data)
+    started = await steps.start_run(spec.to_dict())
+    state = _State(spec, started)
+    try:
+        for step in spec.loaded.playbook.steps:
+            await _run_step(state, step)
+    except RunEnded as end:
+        kind = RUN_EXPIRED if end.status == "expired" else RUN_FAILED
+        await steps.finish_run(spec.run_id, spec.incident_id, end.status, end.detail, kind)
+        return {"status": end.status, "detail": end.detail}
+    detail = "all steps done" + (" (break-glass used)" if state.breakglass else "")
+    await steps.finish_run(spec.run_id, spec.incident_id, "succeeded", detail, RUN_FINISHED)
+    return {"status": "succeeded", "detail": detail, "outputs": state.outputs}
+
+
+async def _run_step(state: _State, step: Step) -> None:
+    spec = state.spec
+    if step.when is not None:
+        try:
+            go = expressions.truthy(step.when, state.context())
+        except ExpressionError as exc:
+            await _fail(state, step.id, f"`when` could not be evaluated: {exc.message}")
+        if not go:
+            state.statuses[step.id] = "skipped"
+            await steps.record(
+                spec.run_id, spec.incident_id, step.id, STEP_SKIPPED, {"reason": "when is false"}
+            )
+            return
+    if isinstance(step, ActionStep):
+        await _action(state, step)
+    elif isinstance(step, ApprovalStep):
+        await _gate(state, step)
+    elif isinstance(step, ManualStep):
+        await _manual(state, step)
+    elif isinstance(step, WaitStep):
+        await _wait(state, step)
+    elif isinstance(step, PlaybookStep):
+        await _child(state, step)
+
+
+async def _fail(state: _State, step_id: str, detail: str) -> None:
+    state.statuses[step_id] = "failed"
+    spec = state.spec
+    await steps.record(spec.run_id, spec.incident_id, step_id, STEP_FAILED, {"error": detail})
+    raise RunEnded("failed", f"step {step_id!r} failed: {detail}")
+
+
+# --------------------------------------------------------------------------- actions
+
+
+def _call(
+    state: _State,
+    step_id: str,
+    action: str,
+    args: Any,
+    *,
+    item_index: int | None,
+    optional: bool = False,
+    timeout: float | None = None,
+) -> dict[str, Any]:
+    return {
+        "run_id": state.spec.run_id,
+        "incident_id": state.spec.incident_id,
+        "step_id": step_id,
+        "action": action,
+        "args": args,
+        "item_index": item_index,
+        "optional": optional,
+        "timeout": timeout,
+    }
+
+
+async def call_with_retries(call: dict[str, Any], policy: Retry) -> dict[str, Any]:
+    """Attempt an action until it succeeds, fails for good, or attempts run out."""
+    key = f"{call['run_id']}:{call['step_id']}:{call['item_index']}"
+    result: dict[str, Any] = {}
+    for attempt in range(1, policy.attempts + 1):
+        result = await steps.call_action({**call, "attempt": attempt, "attempts": policy.attempts})
+        if result["status"] != "failed" or not result.get("retryable"):
+            return result
+        if attempt < policy.attempts:
+            await DBOS.sleep_async(delay(policy, attempt, key))
+    return result
+
+
+async def _compensate(
+    state: _State,
+    step_id: str,
+    comps: list[Compensation],
+    ctx: Mapping[str, Any],
+    index: int | None,
+) -> None:
+    for number, comp in enumerate(comps):
+        comp_id = comp.id or f"{step_id}.on_failure.{number}"
+        try:
+            args = expressions.render(comp.with_, ctx)
+        except ExpressionError as exc:
+            await steps.record(
+                state.spec.run_id,
+                state.spec.incident_id,
+                comp_id,
+                STEP_FAILED,
+                {"error": f"on_failure arguments: {exc.message}", "item": index},
+            )
+            continue
+        timeout = comp.timeout.total_seconds() if comp.timeout else None
+        await steps.call_action(
+            {
+                **_call(state, comp_id, comp.action, args, item_index=index, timeout=timeout),
+                "attempt": 1,
+                "attempts": 1,
+            }
+        )
+
+
+async def _action(state: _State, step: ActionStep) -> None:
+    policy = step.retry or NO_RETRY
+    timeout = step.timeout.total_seconds() if step.timeout else None
+    if step.for_each is None:
+        ctx = state.context()
+        try:
+            args = expressions.render(step.with_, ctx)
+        except ExpressionError as exc:
+            await _fail(state, step.id, f"arguments could not be resolved: {exc.message}")
+        call = _call(
+            state,
+            step.id,
+            step.action,
+            args,
+            item_index=None,
+            optional=step.optional,
+            timeout=timeout,
+        )
+        result = await call_with_retries(call, policy)
+        if result["status"] == "failed":
+            await _compensate(state, step.id, step.on_failure, ctx, None)
+            state.statuses[step.id] = "failed"
+            raise RunEnded("failed", f"step {step.id!r} failed: {result['error']}")
+        state.statuses[step.id] = result["status"]
+        state.outputs[step.id] = result.get("outputs", {})
+        return
+    await _fan_out(state, step, policy, timeout)
+
+
+async def _fan_out(state: _State, step: ActionStep, policy: Retry, timeout: float | None) -> None:
+    spec = state.spec
+    try:
+        items = (
+            expressions.render(step.for_each, state.context())
+            if isinstance(step.for_each, list)
+            else expressions.evaluate(step.for_each, state.context(), bare=True)  # type: ignore[arg-type]
+        )
+    except ExpressionError as exc:
+        await _fail(state, step.id, f"for_each could not be evaluated: {exc.message}")
+    if items is None:
+        items = []
+    if not isinstance(items, list | tuple):
+        await _fail(state, step.id, f"for_each must give a list, got {type(items).__name__}")
+    calls = []
+    for index, item in enumerate(items):
+        ctx = state.context(item, with_item=True)
+        try:
+            args = expressions.render(step.with_, ctx)
+        except ExpressionError as exc:
+            await _fail(state, step.id, f"arguments for item {index} ({item!r}): {exc.message}")
+        calls.append(
+            _call(
+                state,
+                step.id,
+                step.action,
+                args,
+                item_index=index,
+                optional=step.optional,
+                timeout=timeout,
+            )
+        )
+    queue_name = await steps.fanout_queue(step.concurrency, step.action)
+    handles = []
+    for index, call in enumerate(calls):
+        job = {
+            "call": call,
+            "retry": policy.model_dump(mode="json"),
+            "on_failure": [c.model_dump(mode="json", by_alias=True) for c in step.on_failure],
+            "context": state.context(items[index], with_item=True),
+        }
+        with (
+            SetWorkflowID(f"{spec.run_id}:{step.id}:{index}"),
+            SetEnqueueOptions(queue_partition_key=f"{spec.run_id}:{step.id}"),
+        ):
+            queue = await _queue(queue_name)
+            handles.append(await queue.enqueue_async(run_item, job))
+    ordered = await steps.await_items([h.workflow_id for h in handles], FANOUT_POLL_SECONDS)
+    state.outputs[step.id] = [r.get("outputs", {}) for r in ordered]
+    failed = [str(items[n]) for n, r in enumerate(ordered) if r["status"] == "failed"]
+    if failed:
+        state.statuses[step.id] = "failed"
+        raise RunEnded("failed", f"step {step.id!r} failed for {', '.join(failed)}")
+    state.statuses[step.id] = "succeeded"
+
+
+@DBOS.workflow(name="irbot.item")
+async def run_item(job: dict[str, Any]) -> dict[str, Any]:
+    """One item of a for_each fan-out: the action with its retries, then its on_failure."""
+    call = job["call"]
+    result = await call_with_retries(call, Retry.model_validate(job["retry"]))
+    if result["status"] == "failed" and job["on_failure"]:
+        comps = [Compensation.model_validate(c) for c in job["on_failure"]]
+        for number, comp in enumerate(comps):
+            comp_id = comp.id or f"{call['step_id']}.on_failure.{number}"
+            try:
+                args = expressions.render(comp.with_, job["context"])
+            except ExpressionError as exc:
+                args = {"_unrendered": exc.message}
+            timeout = comp.timeout.total_seconds() if comp.timeout else None
+            await steps.call_action(
+                {
+                    **call,
+                    "step_id": comp_id,
+                    "action": comp.action,
+                    "args": args,
+                    "timeout": timeout,
+                    "optional": False,
+                    "attempt": 1,
+                    "attempts": 1,
+                }
+            )
+    return result
+
+
+# --------------------------------------------------------------------------- gates
+
+
+async def _gate(state: _State, step: ApprovalStep) -> None:
+    spec = state.spec
+    catalog = default_catalog()
+    loaded = spec.loaded
+    ctx = plan.context(
+        spec.inputs,
+        outputs=state.outputs,
+        run=state.context()["run"],
+        incident=state.context()["incident"],
+        step_ids=[s.id for s in loaded.playbook.steps],
+    )
+    material = plan.covered_material(loaded, step.id, spec.inputs, ctx, catalog)
+    digest = plan.gate_digest(material)
+    opened = datetime.fromisoformat(await steps.now())
+    gate = approvals.Gate(
+        gate_id=step.id,
+        min=step.approval.min,
+        allowed=tuple(step.approval.from_),
+        requester=spec.requester,
+        digest=digest,
+        expires_at=opened + step.approval.ttl,
+    )
+    message = None
+    if step.approval.message:
+        try:
+            message = expressions.render(step.approval.message, state.context())
+        except ExpressionError:
+            message = step.approval.message
+    await steps.record(
+        spec.run_id,
+        spec.incident_id,
+        step.id,
+        APPROVAL_REQUESTED,
+        {
+            "gate": step.id,
+            "digest": digest,
+            "min": gate.min,
+            "from": list(gate.allowed),
+            "expires_at": gate.expires_at.isoformat(),
+            "covers": [c["id"] for c in material["covered"]],
+            "message": message,
+        },
+        run_status="waiting",
+    )
+    tally = approvals.Tally.pending()
+    votes = 0
+    while True:
+        now = datetime.fromisoformat(await steps.now())
+        expired = approvals.expire(gate, tally, now)
+        if expired is not None:
+            await steps.record(
+                spec.run_id,
+                spec.incident_id,
+                step.id,
+                APPROVAL_EXPIRED,
+                {"gate": step.id, "reason": expired.reason, "approvers": list(tally.approvers)},
+            )
+            raise RunEnded("expired", f"approval gate {step.id!r} expired: {expired.reason}")
+        remaining = max((gate.expires_at - now).total_seconds(), 0.0)
+        message_in = await DBOS.recv_async(gate_topic(step.id), timeout_seconds=remaining)
+        if message_in is None:
+            continue
+        votes += 1
+        vote, problem = _vote(message_in, now)
+        membership = await steps.group_map()
+        groups = membership["groups"]
+        gate = replace(gate, breakglass_group=membership["breakglass_group"])
+        now = datetime.fromisoformat(await steps.now())
+        if vote is None:
+            decision = approvals.Decision(
+                approvals.Outcome.REFUSED, tally, problem or "malformed vote", "malformed"
+            )
+        else:
+            vote = replace(vote, at=now)
+            decision = approvals.decide(gate, tally, vote, groups, now)
+        tally = decision.tally
+        await _record_vote(
+            state, gate_id=step.id, number=votes, message=message_in, decision=decision, gate=gate
+        )
+        if decision.outcome in (approvals.Outcome.GRANTED, approvals.Outcome.BREAKGLASS):
+            break
+        if decision.outcome is approvals.Outcome.REJECTED:
+            raise RunEnded("rejected", f"rejected at gate {step.id!r}: {tally.reason}")
+        if decision.outcome is approvals.Outcome.EXPIRED:
+            raise RunEnded("expired", f"approval gate {step.id!r} expired")
+    state.breakglass = state.breakglass or tally.breakglass_by is not None
+    state.statuses[step.id] = "succeeded"
+    state.outputs[step.id] = {
+        "approvers": list(tally.approvers),
+        "breakglass": tally.breakglass_by is not None,
+        "digest": digest,
+    }
+    await steps.set_run_status(spec.run_id, "running", breakglass=state.breakglass or None)
+
+
+def _vote(message: Any, now: datetime) -> tuple[approvals.Vote | None, str | None]:
+    if not isinstance(message, dict):
+        return None, "malformed vote"
+    try:
+        return (
+            approvals.Vote(
+                user=str(message["user"]),
+                decision=message["decision"],
+                plan_digest=str(message.get("plan_digest", "")),
+                reason=message.get("reason"),
+                breakglass=bool(message.get("breakglass", False)),
+                at=now,
+            ),
+            None,
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        return None, f"malformed vote: {exc}"
+
+
+_VOTE_KINDS = {
+    approvals.Outcome.COUNTED: APPROVAL_COUNTED,
+    approvals.Outcome.GRANTED: APPROVAL_GRANTED,
+    approvals.Outcome.REFUSED: APPROVAL_REFUSED,
+    approvals.Outcome.REJECTED: APPROVAL_REJECTED,
+    approvals.Outcome.EXPIRED: APPROVAL_EXPIRED,
+    approvals.Outcome.BREAKGLASS: APPROVAL_BREAKGLASS,
+}
+
+
+async def _record_vote(
+    state: _State,
+    *,
+    gate_id: str,
+    number: int,
+    message: Any,
+    decision: approvals.Decision,
+    gate: approvals.Gate,
+) -> None:
+    spec = state.spec
+    user = message.get("user") if isinstance(message, dict) else None
+    payload = {
+        "gate": gate_id,
+        "vote": number,
+        "user": user,
+        "decision": message.get("decision") if isinstance(message, dict) else None,
+        "outcome": decision.outcome.value,
+        "code": decision.code,
+        "reason": decision.reason,
+        "plan_digest": message.get("plan_digest") if isinstance(message, dict) else None,
+        "approvers": list(decision.tally.approvers),
+        "summary": approvals.summary(gate, decision.tally),
+    }
+    await steps.record(
+        spec.run_id,
+        spec.incident_id,
+        gate_id,
+        _VOTE_KINDS[decision.outcome],
+        payload,
+        actor=f"user:{user}" if user else "irbot",
+        discriminator=number,
+    )
+    vote_id = message.get("vote_id") if isinstance(message, dict) else None
+    if vote_id:
+        await DBOS.set_event_async(f"vote:{vote_id}", payload)
+
+
+# --------------------------------------------------------------------------- manual, wait, child
+
+
+async def _manual(state: _State, step: ManualStep) -> None:
+    spec = state.spec
+    try:
+        instructions = expressions.render(step.manual.instructions, state.context())
+    except ExpressionError as exc:
+        await _fail(state, step.id, f"instructions could not be resolved: {exc.message}")
+    ttl = step.manual.ttl or MANUAL_DEFAULT_TTL
+    await steps.record(
+        spec.run_id,
+        spec.incident_id,
+        step.id,
+        MANUAL_REQUESTED,
+        {
+            "instructions": instructions,
+            "assignee": step.manual.assignee or f"user:{spec.requester}",
+            "secret_input": step.manual.secret is not None,
+            "ttl": int(ttl.total_seconds()),
+        },
+        run_status="waiting",
+    )
+    message = await DBOS.recv_async(manual_topic(step.id), timeout_seconds=ttl.total_seconds())
+    if not isinstance(message, dict) or message.get("status") not in ("done", "failed"):
+        await _fail(state, step.id, "the manual task was not completed in time")
+        return
+    outputs = {
+        "completed_by": message.get("user"),
+        "status": message["status"],
+        "note": message.get("note"),
+        "secret_ref": message.get("secret_ref"),
+    }
+    await steps.record(
+        spec.run_id,
+        spec.incident_id,
+        step.id,
+        MANUAL_COMPLETED,
+        outputs,
+        actor=f"user:{message.get('user')}",
+        run_status="running",
+    )
+    if message["status"] == "failed":
+        await _fail(
+            state, step.id, f"marked failed by {message.get('user')}: {message.get('note')}"
+        )
+    state.statuses[step.id] = "succeeded"
+    state.outputs[step.id] = outputs
+
+
+async def _wait(state: _State, step: WaitStep) -> None:
+    spec = state.spec
+    try:
+        text = expressions.render(step.wait, state.context())
+        seconds = parse_duration(str(text)).total_seconds()
+    except (ExpressionError, ValueError) as exc:
+        await _fail(state, step.id, f"wait duration: {exc}")
+    start = datetime.fromisoformat(await steps.now())
+    until = start + timedelta(seconds=seconds)
+    await steps.record(
+        spec.run_id,
+        spec.incident_id,
+        step.id,
+        WAIT_STARTED,
+        {"until": until.isoformat()},
+        run_status="waiting",
+    )
+    await DBOS.sleep_async(seconds)
+    await steps.record(
+        spec.run_id,
+        spec.incident_id,
+        step.id,
+        WAIT_FINISHED,
+        {"until": until.isoformat()},
+        run_status="running",
+    )
+    state.statuses[step.id] = "succeeded"
+    state.outputs[step.id] = {"until": until.isoformat()}
+
+
+async def _child(state: _State, step: PlaybookStep) -> None:
+    spec = state.spec
+    source = spec.library.get(step.playbook)
+    if source is None:
+        await _fail(state, step.id, f"sub-playbook {step.playbook!r} was not pinned with the run")
+        return
+    try:
+        raw = expressions.render(step.with_, state.context())
+    except ExpressionError as exc:
+        await _fail(state, step.id, f"arguments could not be resolved: {exc.message}")
+    child_id = f"{spec.run_id}.{step.id}"
+    child = await steps.prepare_child(spec.to_dict(), child_id, step.playbook, raw)
+    if "error" in child:
+        await _fail(state, step.id, child["error"])
+    with SetWorkflowID(child_id):
+        handle = await DBOS.start_workflow_async(run_playbook, child)
+    result = await handle.get_result()
+    state.outputs[step.id] = {
+        "run_id": child_id,
+        "status": result["status"],
+        "incident_id": spec.incident_id,
+    }
+    if result["status"] != "succeeded":
+        state.statuses[step.id] = "failed"
+        raise RunEnded(result["status"], f"sub-playbook {step.playbook}: {result['detail']}")
+    state.statuses[step.id] = "succeeded"

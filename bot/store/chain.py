@@ -1,0 +1,114 @@
+"""Appending to and reading the hash-chained event log.
+
+Every function here runs inside the caller's transaction. ``append`` must be called in
+a write transaction: it locks the chain head first, so appends from any number of
+processes line up one after another and form a single chain.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from contextlib import closing
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from bot.core.timeline import NewEvent, StoredEvent, VerifyResult, seal, verify_chain
+from bot.store.errors import EventIdCollision
+from bot.store.models import ChainHeadRow, EventRow
+
+HEAD_ID = 1
+
+
+def append(session: Session, event: NewEvent) -> StoredEvent:
+    """Seal ``event`` after the current head; a repeat of a stored id returns the stored
+    event unchanged and writes nothing (replayed steps re-append the same events)."""
+    head = session.scalars(
+        select(ChainHeadRow).where(ChainHeadRow.id == HEAD_ID).with_for_update()
+    ).one()
+    # Looked up only after the lock: a concurrent append of the same id has committed.
+    existing = session.scalars(select(EventRow).where(EventRow.id == event.id)).one_or_none()
+    if existing is not None:
+        stored = to_stored(existing)
+        _same_event(stored, event)
+        return stored
+    sealed = seal(event, head.seq + 1, head.hash)
+    session.add(
+        EventRow(
+            seq=sealed.seq,
+            id=sealed.id,
+            incident_id=sealed.incident_id,
+            run_id=sealed.run_id,
+            step_id=sealed.step_id,
+            kind=sealed.kind,
+            actor=sealed.actor,
+            at=sealed.at,
+            payload=dict(sealed.payload),
+            prev_hash=sealed.prev_hash,
+            hash=sealed.hash,
+        )
+    )
+    head.seq, head.hash = sealed.seq, sealed.hash
+    return sealed
+
+
+def _same_event(stored: StoredEvent, event: NewEvent) -> None:
+    """A replay may differ in time or payload detail, never in what the event is about."""
+    for name in ("incident_id", "run_id", "step_id", "kind"):
+        if getattr(stored, name) != getattr(event, name):
+            raise EventIdCollision(
+                f"event id {event.id} is already stored (seq {stored.seq}) with a different "
+                f"{name}: {getattr(stored, name)!r}, not {getattr(event, name)!r}",
+                event_id=event.id,
+                seq=stored.seq,
+            )
+
+
+def to_stored(row: EventRow) -> StoredEvent:
+    return StoredEvent(
+        seq=row.seq,
+        id=row.id,
+        incident_id=row.incident_id,
+        run_id=row.run_id,
+        step_id=row.step_id,
+        kind=row.kind,
+        actor=row.actor,
+        at=row.at,
+        payload=row.payload,
+        prev_hash=row.prev_hash,
+        hash=row.hash,
+    )
+
+
+def events(
+    session: Session, *, incident_id: str | None = None, run_id: str | None = None
+) -> list[StoredEvent]:
+    """Stored events in chain order, optionally those of one incident or run."""
+    query = select(EventRow).order_by(EventRow.seq)
+    if incident_id is not None:
+        query = query.where(EventRow.incident_id == incident_id)
+    if run_id is not None:
+        query = query.where(EventRow.run_id == run_id)
+    return [to_stored(row) for row in session.scalars(query)]
+
+
+def _stream(session: Session) -> Generator[StoredEvent, None, None]:
+    """All events, a batch at a time (a server-side cursor on PostgreSQL)."""
+    query = select(EventRow).order_by(EventRow.seq).execution_options(yield_per=500)
+    result = session.scalars(query)
+    try:
+        for row in result:
+            yield to_stored(row)
+            session.expunge(row)
+    finally:
+        result.close()  # verification may stop at the first bad row
+
+
+def verify(session: Session) -> VerifyResult:
+    """Check the whole chain against the head. Needs one snapshot for both reads
+    (the caller's transaction), or a concurrent append looks like tampering."""
+    head = session.scalars(select(ChainHeadRow).where(ChainHeadRow.id == HEAD_ID)).one_or_none()
+    if head is None:
+        return VerifyResult(False, 0, None, None, "chain head row is missing")
+    with closing(_stream(session)) as stream:
+        return verify_chain(stream, (head.seq, head.hash))

@@ -1,0 +1,110 @@
+"""Shared fixtures: a fresh, empty database per test, on SQLite and on PostgreSQL.
+
+``database_url`` runs a test once per backend. SQLite is always there (a file in the
+test's tmp_path); PostgreSQL runs when ``IRBOT_TEST_POSTGRES_URL`` names a server
+(``postgresql://postgres@127.0.0.1:5432/postgres``) and is skipped otherwise. Through that
+server each test gets its own new database ``irbot_test_<session hex>_<n>`` — a database,
+not a schema, because DBOS keeps its tables in a fixed ``dbos`` schema — and every
+database of the session is dropped at its end, even after a failure.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+from sqlalchemy.engine import make_url
+
+POSTGRES_ENV = "IRBOT_TEST_POSTGRES_URL"
+
+
+def _plain(url: str) -> str:
+    """``postgresql://`` as a user writes it (psycopg and the store both accept it)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() not in ("postgresql", "postgres"):
+        raise pytest.UsageError(f"{POSTGRES_ENV} must be a postgresql:// URL")
+    return parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+class PostgresDatabases:
+    """Creates throw-away databases through an admin connection; drops them all."""
+
+    def __init__(self, admin_url: str) -> None:
+        self.admin_url = admin_url
+        self.prefix = f"irbot_test_{secrets.token_hex(4)}"
+        self._numbers = itertools.count(1)
+
+    def create(self) -> str:
+        """A new empty database; returns its ``postgresql://`` URL."""
+        name = f"{self.prefix}_{next(self._numbers)}"
+        self._execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        parsed = make_url(self.admin_url).set(database=name)
+        return parsed.render_as_string(hide_password=False)
+
+    def drop(self, url: str) -> None:
+        """Drop the database of ``url``, disconnecting anything a test left open."""
+        name = make_url(url).database
+        if not name or not name.startswith(self.prefix):
+            raise ValueError(f"{name!r} was not created by this session")
+        self._execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+
+    def drop_all(self) -> None:
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            names = [
+                row[0]
+                for row in conn.execute(
+                    "SELECT datname FROM pg_database WHERE datname LIKE %s",
+                    (self.prefix + "%",),
+                )
+            ]
+            for name in names:
+                conn.execute(
+                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+                )
+
+    def _execute(self, statement: sql.Composed) -> None:
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(statement)
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> str:
+    """A URL with the right to create databases; the test is skipped without one."""
+    url = os.environ.get(POSTGRES_ENV, "").strip()
+    if not url:
+        pytest.skip(
+            f"PostgreSQL tests need {POSTGRES_ENV} (e.g. postgresql://postgres@host/postgres)"
+        )
+    return _plain(url)
+
+
+@pytest.fixture(scope="session")
+def postgres_databases(postgres_admin_url: str) -> Iterator[PostgresDatabases]:
+    """Factory for extra databases (``create()`` -> URL); all dropped after the session."""
+    databases = PostgresDatabases(postgres_admin_url)
+    try:
+        yield databases
+    finally:
+        databases.drop_all()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The URL of an empty database of each backend, as a user would write it."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'irbot.sqlite'}"
+        return
+    databases: PostgresDatabases = request.getfixturevalue("postgres_databases")
+    url = databases.create()
+    try:
+        yield url
+    finally:
+        databases.drop(url)
