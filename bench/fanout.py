@@ -74,8 +74,8 @@ async def main(items: int, concurrency: int, seconds: float) -> None:
     )
     print(f"  submit -> run succeeded: {wall:.2f} s")
     print(
-        f"one by one (concurrency 1): items {serial_span:.2f} s, submit -> done {serial_wall:.2f} s "
-        f"(speed-up {serial_span / span:.1f}x)"
+        f"one by one (concurrency 1): items {serial_span:.2f} s, "
+        f"submit -> done {serial_wall:.2f} s (speed-up {serial_span / span:.1f}x)"
     )
 
 
