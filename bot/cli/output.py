@@ -14,6 +14,14 @@ if TYPE_CHECKING:
     from rich.console import Console
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for machines.")
+input_option = click.option(
+    "--input",
+    "-i",
+    "pairs",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="An input; repeat for more. Lists are comma-separated.",
+)
 
 
 def console(*, stderr: bool = False) -> Console:

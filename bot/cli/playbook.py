@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from bot.cli.output import console, emit_json, fail, json_option
+from bot.cli.output import console, emit_json, fail, input_option, json_option
 from bot.core.errors import IrbotError, UsageError
 
 DEFAULT_PLAYBOOKS = "playbooks"
@@ -131,14 +131,7 @@ def list_(playbooks_dir: Path, as_json: bool) -> None:
 
 @playbook.command()
 @click.argument("name")
-@click.option(
-    "--input",
-    "-i",
-    "pairs",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="An input; repeat for more. Lists are comma-separated.",
-)
+@input_option
 @playbooks_option
 @json_option
 def plan(name: str, pairs: tuple[str, ...], playbooks_dir: Path, as_json: bool) -> None:

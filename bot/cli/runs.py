@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from bot.cli.output import console, emit_json, fail, json_option
+from bot.cli.output import console, emit_json, fail, input_option, json_option
 from bot.core.errors import IrbotError, UsageError
 
 if TYPE_CHECKING:
@@ -49,14 +49,7 @@ def _store(as_json: bool) -> Iterator[tuple[Settings, TimelineStore]]:
 
 @click.command()
 @click.argument("playbook_name", metavar="PLAYBOOK")
-@click.option(
-    "--input",
-    "-i",
-    "pairs",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="An input; repeat for more. Lists are comma-separated.",
-)
+@input_option
 @as_option
 @click.option("--wait", is_flag=True, help="Work the run in this process and follow it live.")
 @json_option

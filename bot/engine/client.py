@@ -99,31 +99,6 @@ def submit(
     incident = store.open_incident(
         key=run_id, title=redact.text(title)[:200], severity="high", playbook=name, at=now
     )
-    store.record_run(
-        RunRecord(
-            id=run_id,
-            incident_id=incident.id,
-            playbook=name,
-            version=loaded.playbook.version,
-            sha256=loaded.sha256,
-            inputs=redact(dict(inputs)),
-            requester=requester,
-            status="pending",
-            created_at=now,
-            updated_at=now,
-        )
-    )
-    store.append(
-        NewEvent(
-            id=event_id(run_id, "-", INCIDENT_OPENED),
-            incident_id=incident.id,
-            kind=INCIDENT_OPENED,
-            actor=f"user:{requester}",
-            at=now,
-            run_id=run_id,
-            payload={"title": incident.title, "playbook": name, "trigger": dict(trigger or {})},
-        )
-    )
     spec = RunSpec(
         run_id=run_id,
         incident_id=incident.id,
@@ -136,6 +111,20 @@ def submit(
         library={n: lp.source for n, lp in library.items() if n != name},
         incident={"title": incident.title, "severity": incident.severity},
         trigger=dict(trigger) if trigger else None,
+    )
+    store.record_run(
+        spec.record(version=loaded.playbook.version, inputs=redact(dict(inputs)), at=now)
+    )
+    store.append(
+        NewEvent(
+            id=event_id(run_id, "-", INCIDENT_OPENED),
+            incident_id=incident.id,
+            kind=INCIDENT_OPENED,
+            actor=f"user:{requester}",
+            at=now,
+            run_id=run_id,
+            payload={"title": incident.title, "playbook": name, "trigger": dict(trigger or {})},
+        )
     )
     with dbos_client(settings) as client:
         client.register_queue(RUN_QUEUE, polling_interval_sec=QUEUE_POLL_SECONDS)

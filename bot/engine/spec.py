@@ -7,10 +7,12 @@ A :class:`RunSpec` is the DBOS workflow's only argument, so it is plain JSON-saf
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from functools import cached_property
 from typing import Any
 
 from bot.core.validate import LoadedPlaybook, load
+from bot.store.records import RunRecord
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,21 @@ class RunSpec:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunSpec:
         return cls(**data)
+
+    def record(self, *, version: int, inputs: dict[str, Any], at: datetime) -> RunRecord:
+        """The store's record of this run, pending (``inputs`` already redacted)."""
+        return RunRecord(
+            id=self.run_id,
+            incident_id=self.incident_id,
+            playbook=self.playbook,
+            version=version,
+            sha256=self.sha256,
+            inputs=inputs,
+            requester=self.requester,
+            status="pending",
+            created_at=at,
+            updated_at=at,
+        )
 
     @cached_property
     def loaded(self) -> LoadedPlaybook:

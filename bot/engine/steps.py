@@ -35,7 +35,6 @@ from bot.core.validate import load
 from bot.engine import runtime
 from bot.engine.actions import ActionContext, ActionError
 from bot.engine.spec import RunSpec
-from bot.store import RunRecord
 
 log = structlog.get_logger("irbot.engine")
 
@@ -178,17 +177,10 @@ async def prepare_child(
         parent_run=spec.run_id,
     )
     runtime.current().store.record_run(
-        RunRecord(
-            id=child_id,
-            incident_id=spec.incident_id,
-            playbook=name,
+        child.record(
             version=loaded.playbook.version,
-            sha256=loaded.sha256,
             inputs=runtime.current().redactor(values),
-            requester=spec.requester,
-            status="pending",
-            created_at=utcnow(),
-            updated_at=utcnow(),
+            at=utcnow(),
         )
     )
     return child.to_dict()
