@@ -283,6 +283,16 @@ def cancel(settings: Settings, store: TimelineStore, run_id: str, *, user: str) 
     with dbos_client(settings) as client:
         for member in family:
             client.cancel_workflow(member.id)
+        # for_each items are workflows of their own (<run>:<step>:<n>): stop those not
+        # started yet, or a cancelled run would keep working through its fan-out.
+        items = client.list_workflows(
+            workflow_id_prefix=[f"{m.id}:" for m in family],
+            status=["PENDING", "ENQUEUED", "DELAYED"],
+            load_input=False,
+            load_output=False,
+        )
+        for item in items:
+            client.cancel_workflow(item.workflow_id)
     for member in family:
         if member.status in FINISHED:
             continue
