@@ -100,7 +100,11 @@ class Harness:
         lib = library.read([self.root / "playbooks"])
         loaded = lib.get(name)
         values = input_rules.resolve(raw, loaded.playbook)
-        store = runtime.current().store if runtime._Holder.runtime else runtime.open_store(self.settings)
+        store = (
+            runtime.current().store
+            if runtime._Holder.runtime
+            else runtime.open_store(self.settings)
+        )
         done = client.submit(
             self.settings,
             store,
@@ -140,7 +144,9 @@ class Harness:
 
     # ------------------------------------------------------------------ processes
 
-    def irbot(self, *args: str, timeout: float = 60, check: bool = False) -> subprocess.CompletedProcess[str]:
+    def irbot(
+        self, *args: str, timeout: float = 60, check: bool = False
+    ) -> subprocess.CompletedProcess[str]:
         """Run the real `irbot` command with this harness's environment."""
         return subprocess.run(
             [IRBOT, *args],
