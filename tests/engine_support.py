@@ -100,20 +100,21 @@ class Harness:
         lib = library.read([self.root / "playbooks"])
         loaded = lib.get(name)
         values = input_rules.resolve(raw, loaded.playbook)
-        store = (
-            runtime.current().store
-            if runtime._Holder.runtime
-            else runtime.open_store(self.settings)
-        )
-        done = client.submit(
-            self.settings,
-            store,
-            loaded,
-            values,
-            requester=user,
-            library=lib.loaded(),
-            config=load_config(self.settings.config_path),
-        )
+        running = runtime._Holder.runtime is not None
+        store = runtime.current().store if running else runtime.open_store(self.settings)
+        try:
+            done = client.submit(
+                self.settings,
+                store,
+                loaded,
+                values,
+                requester=user,
+                library=lib.loaded(),
+                config=load_config(self.settings.config_path),
+            )
+        finally:
+            if not running:
+                store.close()
         return done.run_id
 
     async def wait_for(
