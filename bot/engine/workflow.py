@@ -52,6 +52,8 @@ from bot.engine import steps
 from bot.engine.spec import RunSpec
 
 FANOUT_POLL_SECONDS = 0.02
+AWAIT_POLL_SECONDS = 0.2
+"""The parent checks on its items this often: a wide poll of every item slows the items."""
 MANUAL_DEFAULT_TTL = timedelta(days=30)
 
 RATE_LIMITS: dict[str, tuple[str, int, float]] = {
@@ -341,7 +343,7 @@ async def _fan_out(state: _State, step: ActionStep, policy: Retry, timeout: floa
         ):
             queue = await _queue(queue_name)
             handles.append(await queue.enqueue_async(run_item, job))
-    ordered = await steps.await_items([h.workflow_id for h in handles], FANOUT_POLL_SECONDS)
+    ordered = await steps.await_items([h.workflow_id for h in handles], AWAIT_POLL_SECONDS)
     state.outputs[step.id] = [r.get("outputs", {}) for r in ordered]
     failed = [str(items[n]) for n, r in enumerate(ordered) if r["status"] == "failed"]
     if failed:
