@@ -126,6 +126,12 @@ class _State:
     statuses: dict[str, str] = field(default_factory=dict)
     breakglass: bool = False
 
+    async def record(
+        self, step_id: str | None, kind: str, payload: dict[str, Any], **kw: Any
+    ) -> None:
+        """Append a timeline event for this run (a DBOS step)."""
+        await steps.record(self.spec.run_id, self.spec.incident_id, step_id, kind, payload, **kw)
+
     def context(self, item: Any = None, with_item: bool = False) -> dict[str, Any]:
         spec = self.spec
         steps_ctx = {
@@ -168,7 +174,6 @@ async def run_playbook(spec_data: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _run_step(state: _State, step: Step) -> None:
-    spec = state.spec
     if step.when is not None:
         try:
             go = expressions.truthy(step.when, state.context())
@@ -176,9 +181,7 @@ async def _run_step(state: _State, step: Step) -> None:
             await _fail(state, step.id, f"`when` could not be evaluated: {exc.message}")
         if not go:
             state.statuses[step.id] = "skipped"
-            await steps.record(
-                spec.run_id, spec.incident_id, step.id, STEP_SKIPPED, {"reason": "when is false"}
-            )
+            await state.record(step.id, STEP_SKIPPED, {"reason": "when is false"})
             return
     if isinstance(step, ActionStep):
         await _action(state, step)
@@ -194,8 +197,7 @@ async def _run_step(state: _State, step: Step) -> None:
 
 async def _fail(state: _State, step_id: str, detail: str) -> None:
     state.statuses[step_id] = "failed"
-    spec = state.spec
-    await steps.record(spec.run_id, spec.incident_id, step_id, STEP_FAILED, {"error": detail})
+    await state.record(step_id, STEP_FAILED, {"error": detail})
     raise RunEnded("failed", f"step {step_id!r} failed: {detail}")
 
 
@@ -249,9 +251,7 @@ async def _compensate(
         try:
             args = expressions.render(comp.with_, ctx)
         except ExpressionError as exc:
-            await steps.record(
-                state.spec.run_id,
-                state.spec.incident_id,
+            await state.record(
                 comp_id,
                 STEP_FAILED,
                 {"error": f"on_failure arguments: {exc.message}", "item": index},
@@ -412,9 +412,7 @@ async def _gate(state: _State, step: ApprovalStep) -> None:
             message = expressions.render(step.approval.message, state.context())
         except ExpressionError:
             message = step.approval.message
-    await steps.record(
-        spec.run_id,
-        spec.incident_id,
+    await state.record(
         step.id,
         APPROVAL_REQUESTED,
         {
@@ -434,9 +432,7 @@ async def _gate(state: _State, step: ApprovalStep) -> None:
         now = datetime.fromisoformat(await steps.now())
         expired = approvals.expire(gate, tally, now)
         if expired is not None:
-            await steps.record(
-                spec.run_id,
-                spec.incident_id,
+            await state.record(
                 step.id,
                 APPROVAL_EXPIRED,
                 {"gate": step.id, "reason": expired.reason, "approvers": list(tally.approvers)},
@@ -517,7 +513,6 @@ async def _record_vote(
     decision: approvals.Decision,
     gate: approvals.Gate,
 ) -> None:
-    spec = state.spec
     user = message.get("user") if isinstance(message, dict) else None
     payload = {
         "gate": gate_id,
@@ -531,9 +526,7 @@ async def _record_vote(
         "approvers": list(decision.tally.approvers),
         "summary": approvals.summary(gate, decision.tally),
     }
-    await steps.record(
-        spec.run_id,
-        spec.incident_id,
+    await state.record(
         gate_id,
         _VOTE_KINDS[decision.outcome],
         payload,
@@ -555,9 +548,7 @@ async def _manual(state: _State, step: ManualStep) -> None:
     except ExpressionError as exc:
         await _fail(state, step.id, f"instructions could not be resolved: {exc.message}")
     ttl = step.manual.ttl or MANUAL_DEFAULT_TTL
-    await steps.record(
-        spec.run_id,
-        spec.incident_id,
+    await state.record(
         step.id,
         MANUAL_REQUESTED,
         {
@@ -578,9 +569,7 @@ async def _manual(state: _State, step: ManualStep) -> None:
         "note": message.get("note"),
         "secret_ref": message.get("secret_ref"),
     }
-    await steps.record(
-        spec.run_id,
-        spec.incident_id,
+    await state.record(
         step.id,
         MANUAL_COMPLETED,
         outputs,
@@ -596,7 +585,6 @@ async def _manual(state: _State, step: ManualStep) -> None:
 
 
 async def _wait(state: _State, step: WaitStep) -> None:
-    spec = state.spec
     try:
         text = expressions.render(step.wait, state.context())
         seconds = parse_duration(str(text)).total_seconds()
@@ -604,18 +592,14 @@ async def _wait(state: _State, step: WaitStep) -> None:
         await _fail(state, step.id, f"wait duration: {exc}")
     start = datetime.fromisoformat(await steps.now())
     until = start + timedelta(seconds=seconds)
-    await steps.record(
-        spec.run_id,
-        spec.incident_id,
+    await state.record(
         step.id,
         WAIT_STARTED,
         {"until": until.isoformat()},
         run_status="waiting",
     )
     await DBOS.sleep_async(seconds)
-    await steps.record(
-        spec.run_id,
-        spec.incident_id,
+    await state.record(
         step.id,
         WAIT_FINISHED,
         {"until": until.isoformat()},
