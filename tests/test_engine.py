@@ -339,6 +339,43 @@ steps:
 """
 
 
+FAN_RATE = """
+name: fan-rate
+version: 1
+steps:
+  - id: burst
+    action: test.noop
+    for_each: [0, 1, 2, 3, 4, 5, 6, 7, 8]
+    concurrency: 9
+    with: {n: "{{ item }}"}
+"""
+
+
+def test_for_each_honours_the_actions_rate_limit(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An action with a rate class (Secrets Manager writes: 45/s) fans out through a
+    rate-limited queue: here 3 per second, so 9 items cannot all start in one second."""
+    from bot.engine import workflow
+
+    monkeypatch.setitem(workflow.RATE_LIMITS, "test.noop", ("test-rate", 3, 1.0))
+    h.add_playbook(FAN_RATE)
+
+    async def scenario() -> None:
+        run_id = h.submit("fan-rate")
+        run = await h.wait_for(run_id)
+        assert run.status == "succeeded", run.detail
+        done = sorted(e.at.timestamp() for e in step_events(h, run_id, "burst"))
+        assert len(done) == 9
+        # 3 per second: 9 items start over >= 2 s (unlimited, they all end within ~0.1 s);
+        # the first batch's start-up skews single gaps, so check the whole spread
+        assert done[-1] - done[0] > 1.5, done
+        queue = await workflow._queue(workflow.fanout_queue_name(9, "test-rate"))
+        assert queue.limiter == {"limit": 3, "period": 1.0}
+
+    drive(h, scenario)
+
+
 def test_for_each_concurrency_limits_items_in_flight(h: Harness) -> None:
     """concurrency 2 over five 0.5 s sleeps: at most two items overlap at any moment (and
     two do), judged from each item event's end time and duration."""
