@@ -10,7 +10,9 @@ from pathlib import Path
 GROUPS = "groups: {sre: [U01, U02, U03], security: [U04], breakglass: []}\n"
 
 
-def install(playbooks: dict[str, str], root: Path | None = None) -> Path:
+def install(
+    playbooks: dict[str, str], root: Path | None = None, database_url: str | None = None
+) -> Path:
     """Write playbooks and irbot.yaml into a fresh directory and point the env at it."""
     root = root or Path(tempfile.mkdtemp(prefix="irbot-bench-"))
     (root / "playbooks").mkdir(parents=True, exist_ok=True)
@@ -27,6 +29,8 @@ def install(playbooks: dict[str, str], root: Path | None = None) -> Path:
         }
     )
     os.environ.pop("IRBOT_DATABASE_URL", None)
+    if database_url:
+        os.environ["IRBOT_DATABASE_URL"] = database_url
     return root
 
 

@@ -6,6 +6,7 @@ step's first item starting to its last item finishing (from the timeline), and f
 run start to run end.
 
 Usage: .venv/bin/python bench/fanout.py [--items 200] [--concurrency 20] [--seconds 0.05]
+       [--database-url postgresql://postgres@127.0.0.1/irbot_bench]
 """
 
 from __future__ import annotations
@@ -49,12 +50,13 @@ async def _run(rt: object, name: str, items: int) -> tuple[float, float]:
     return last - first, wall
 
 
-async def main(items: int, concurrency: int, seconds: float) -> None:
+async def main(items: int, concurrency: int, seconds: float, database_url: str | None) -> None:
     install(
         {
             "fan-wide": playbook("fan-wide", concurrency, seconds),
             "fan-serial": playbook("fan-serial", 1, seconds),
-        }
+        },
+        database_url=database_url,
     )
     from bot.engine import runtime
     from bot.settings import load_settings
@@ -84,5 +86,8 @@ if __name__ == "__main__":
     parser.add_argument("--items", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=0.05)
+    parser.add_argument(
+        "--database-url", help="an EMPTY PostgreSQL database (default: fresh SQLite files)"
+    )
     args = parser.parse_args()
-    asyncio.run(main(args.items, args.concurrency, args.seconds))
+    asyncio.run(main(args.items, args.concurrency, args.seconds, args.database_url))
