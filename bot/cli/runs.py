@@ -146,9 +146,13 @@ def _waiting_hint(events: list[Any]) -> str:
 
 def _line(event: Any) -> str:
     at = event.at.strftime("%H:%M:%S")
-    step = f" {event.step_id}" if event.step_id else ""
-    detail = ""
     payload = event.payload
+    step = f" {event.step_id}" if event.step_id else ""
+    if payload.get("item") is not None:
+        step += f"[{payload['item']}]"
+    if payload.get("attempts", 1) > 1:
+        step += f" attempt {payload['attempt']}/{payload['attempts']}"
+    detail = ""
     for key in ("error", "reason", "summary", "note", "detail", "instructions", "text"):
         if payload.get(key):
             detail = f": {payload[key]}"
@@ -157,8 +161,7 @@ def _line(event: Any) -> str:
 
 
 @click.command()
-@click.option("--concurrency-hint", type=int, multiple=True, hidden=True)
-def worker(concurrency_hint: tuple[int, ...]) -> None:
+def worker() -> None:
     """Execute and resume runs until stopped (Ctrl-C or SIGTERM)."""
     from bot.settings import load_settings
 
