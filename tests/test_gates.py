@@ -100,6 +100,28 @@ async def granted_and_done(h: Harness, run_id: str) -> None:
 # --------------------------------------------------------------------------- who counts
 
 
+def test_destructive_step_refuses_to_run_if_its_gate_was_bypassed(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fail closed: even if the gate's code were skipped (simulated by replacing it with a
+    no-op), the destructive step checks that its gate succeeded and refuses to run."""
+    from bot.engine import workflow
+
+    async def bypass(state: Any, step: Any) -> None:
+        return None
+
+    monkeypatch.setattr(workflow, "_gate", bypass)
+
+    async def scenario() -> None:
+        run_id = h.submit("gated")
+        run = await h.wait_for(run_id)
+        assert run.status == "failed"
+        assert "approval gate is not satisfied" in (run.detail or "")
+        assert read_records("destructive") == []
+
+    drive(h, scenario)
+
+
 def test_self_approval_is_refused(h: Harness) -> None:
     """The requester (U01, an sre member) cannot approve their own run."""
 

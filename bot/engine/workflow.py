@@ -17,8 +17,9 @@ from dbos import DBOS, SetEnqueueOptions, SetWorkflowID
 
 from bot.core import approvals, expressions, plan
 from bot.core.catalog import default_catalog
+from bot.core.coverage import covered_by, needs_gate
 from bot.core.durations import parse_duration
-from bot.core.errors import ExpressionError
+from bot.core.errors import ExpressionError, PlaybookInvalid
 from bot.core.playbook import (
     ActionStep,
     ApprovalStep,
@@ -125,6 +126,8 @@ class _State:
     outputs: dict[str, Any] = field(default_factory=dict)
     statuses: dict[str, str] = field(default_factory=dict)
     breakglass: bool = False
+    guard: dict[str, str] = field(default_factory=dict)
+    """Step id -> the gate that covers it (bot.core.coverage)."""
 
     async def record(
         self, step_id: str | None, kind: str, payload: dict[str, Any], **kw: Any
@@ -162,7 +165,12 @@ async def run_playbook(spec_data: dict[str, Any]) -> dict[str, Any]:
     started = await steps.start_run(spec.to_dict())
     state = _State(spec, started)
     try:
-        for step in spec.loaded.playbook.steps:
+        try:
+            book = spec.loaded.playbook
+        except PlaybookInvalid as exc:  # e.g. an action left the catalog in an upgrade
+            raise RunEnded("failed", f"the pinned playbook no longer loads: {exc.show()}") from exc
+        state.guard = covered_by(book.steps, default_catalog())
+        for step in book.steps:
             await _run_step(state, step)
     except RunEnded as end:
         kind = RUN_EXPIRED if end.status == "expired" else RUN_FAILED
@@ -268,6 +276,13 @@ async def _compensate(
 
 
 async def _action(state: _State, step: ActionStep) -> None:
+    if needs_gate(step, default_catalog()):
+        gate_id = state.guard.get(step.id)
+        if gate_id is None or state.statuses.get(gate_id) != "succeeded":
+            # The validator already refuses such playbooks; this is the run-time net.
+            await _fail(
+                state, step.id, "refused: a destructive step whose approval gate is not satisfied"
+            )
     policy = step.retry or NO_RETRY
     timeout = step.timeout.total_seconds() if step.timeout else None
     if step.for_each is None:
