@@ -168,3 +168,15 @@ def test_rotate_api_key_hands_over_a_secret(books: dict[str, LoadedPlaybook]) ->
     assert isinstance(store, ActionStep)
     assert store.with_["value_ref"] == "{{ steps.handover.outputs.secret_ref }}"
     assert isinstance(book.step("revoke_old"), ManualStep)
+
+
+def test_example_drill_and_its_config_are_valid() -> None:
+    """The README's local session uses examples/: the drill validates, and its irbot.yaml
+    lets sre start it."""
+    from bot.core.config import load_config
+
+    root = PLAYBOOKS.parent / "examples"
+    lib = library.read([root / "playbooks"])
+    assert lib.diagnostics == []
+    assert lib.names() == ["approval-drill"]
+    assert load_config(root / "irbot.yaml").can_start("U01", "approval-drill")

@@ -240,11 +240,10 @@ def approve(
         )
     else:
         style = "red" if answer["outcome"] == "refused" else "green"
-        console().print(
-            f"{answer['outcome']}: {answer['reason']} — {answer['summary']}",
-            style=style,
-            markup=False,
-        )
+        text = f"{answer['outcome']}: {answer['reason']}"
+        if answer["summary"] not in text:
+            text += f" ({answer['summary']})"
+        console().print(text, style=style, markup=False)
     raise SystemExit(1 if answer is not None and answer["outcome"] == "refused" else 0)
 
 
