@@ -40,6 +40,8 @@ from bot.engine.workflow import gate_topic, manual_topic
 from bot.settings import Settings
 from bot.store import RunRecord, TimelineStore
 
+VOTE_POLL_SECONDS = 0.05
+
 FINISHED = frozenset({"succeeded", "failed", "rejected", "expired", "cancelled"})
 _CLOSING = frozenset({APPROVAL_GRANTED, APPROVAL_REJECTED, APPROVAL_EXPIRED, APPROVAL_BREAKGLASS})
 
@@ -61,6 +63,12 @@ def dbos_client(settings: Settings) -> Iterator[Any]:
     url = settings.dbos_url()
     DBOS.migrate(url)
     client = DBOSClient(system_database_url=url, application_name="irbot")
+    # A client has no notification listener, so get_event re-reads the database at this
+    # interval (default 1 s, not configurable through DBOSClient): poll faster so a vote
+    # is answered as soon as the worker has decided.
+    sys_db = getattr(client, "_sys_db", None)
+    if sys_db is not None and hasattr(sys_db, "_notification_listener_polling_interval_sec"):
+        sys_db._notification_listener_polling_interval_sec = VOTE_POLL_SECONDS
     try:
         yield client
     finally:
