@@ -367,9 +367,10 @@ def test_for_each_honours_the_actions_rate_limit(
         assert run.status == "succeeded", run.detail
         done = sorted(e.at.timestamp() for e in step_events(h, run_id, "burst"))
         assert len(done) == 9
-        # 3 per second: 9 items start over >= 2 s (unlimited, they all end within ~0.1 s);
-        # the first batch's start-up skews single gaps, so check the whole spread
-        assert done[-1] - done[0] > 1.5, done
+        # 3 per second: 9 items cannot all start within one period (unlimited, they all
+        # end within ~0.1 s). DBOS's limiter is approximate at a window's edge (a second
+        # batch can slip in with the first), so only the one-period bound is asserted.
+        assert done[-1] - done[0] > 0.9, done
         queue = await workflow._queue(workflow.fanout_queue_name(9, "test-rate"))
         assert queue.limiter == {"limit": 3, "period": 1.0}
 
