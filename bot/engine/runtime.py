@@ -8,7 +8,6 @@ instead and never launch DBOS.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -76,14 +75,13 @@ async def launch(
     """
     if _Holder.runtime is not None:
         return _Holder.runtime
-    from dbos import DBOS
+    from dbos import DBOS, DBOSConfig
 
     from bot.engine import workflow
 
     store = open_store(settings)
     runtime = Runtime(settings, store, registry or default_registry())
-    logging.getLogger("dbos").setLevel(logging.WARNING)
-    config: dict[str, Any] = {
+    config: DBOSConfig = {
         "name": APP_NAME,
         "system_database_url": settings.dbos_url(),
         "application_version": ENGINE_VERSION,
@@ -92,7 +90,7 @@ async def launch(
     }
     if not settings.uses_postgres:
         config["system_database_engine"] = sqlite_engine(settings.dbos_url())
-    DBOS(config=config)  # type: ignore[arg-type]
+    DBOS(config=config)
     DBOS.launch()
     _Holder.runtime = runtime
     await DBOS.register_queue_async(RUN_QUEUE, polling_interval_sec=QUEUE_POLL_SECONDS)

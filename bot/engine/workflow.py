@@ -313,12 +313,12 @@ async def _action(state: _State, step: ActionStep) -> None:
 
 async def _fan_out(state: _State, step: ActionStep, policy: Retry, timeout: float | None) -> None:
     spec = state.spec
+    source = step.for_each
     try:
-        items = (
-            expressions.render(step.for_each, state.context())
-            if isinstance(step.for_each, list)
-            else expressions.evaluate(step.for_each, state.context(), bare=True)  # type: ignore[arg-type]
-        )
+        if isinstance(source, list):
+            items = expressions.render(source, state.context())
+        else:
+            items = expressions.evaluate(str(source), state.context(), bare=True)
     except ExpressionError as exc:
         await _fail(state, step.id, f"for_each could not be evaluated: {exc.message}")
     if items is None:
