@@ -16,6 +16,7 @@ import structlog
 from bot.core.catalog import ActionSpec, default_catalog
 from bot.core.errors import IrbotError, NotFoundError
 from bot.core.redaction import Redactor
+from bot.core.refs import client_token
 
 
 class ActionError(IrbotError):
@@ -42,6 +43,22 @@ class NotConfigured(ActionError):
         super().__init__(message, retryable=False, code="not_configured")
 
 
+class IncidentLink(Protocol):
+    """Where the incident lives in Slack: what slack.post needs from the engine."""
+
+    def slack_thread(self) -> tuple[str, str] | None:
+        """(channel, thread ts) of the incident's root message, if it has one."""
+        ...
+
+    def set_slack_thread(self, channel: str, ts: str) -> None:
+        """Remember the root message the first post created."""
+        ...
+
+    def notification_channel(self) -> str | None:
+        """The channel from irbot.yaml, if a config is present."""
+        ...
+
+
 @dataclass(frozen=True)
 class ActionContext:
     """What an action knows about the call it serves."""
@@ -53,6 +70,11 @@ class ActionContext:
     incident_id: str
     redactor: Redactor
     log: Any = field(default=None)
+    trigger: Mapping[str, Any] = field(default_factory=dict)
+    """What started the run (``{"source": "pagerduty", "incident_id": ...}``), or empty."""
+    incident: IncidentLink | None = None
+    secrets: set[str] = field(default_factory=set)
+    """Values the action handled that must be masked in whatever it returns or raises."""
 
     @property
     def idempotency_key(self) -> str:
@@ -60,6 +82,16 @@ class ActionContext:
         AWS ClientRequestToken and friends dedupe the repeat."""
         suffix = "" if self.item_index is None else f":{self.item_index}"
         return f"{self.run_id}:{self.step_id}{suffix}"
+
+    @property
+    def client_token(self) -> str:
+        """The idempotency key as a 36-character token (AWS wants 32 to 64 characters)."""
+        return client_token(self.idempotency_key)
+
+    def mark_secret(self, value: str) -> str:
+        """Add ``value`` to the redaction set of this call; returns it for chaining."""
+        self.secrets.add(value)
+        return value
 
     def logger(self) -> Any:
         if self.log is not None:
@@ -102,7 +134,16 @@ class FunctionAction:
 class Registry:
     """Action name -> implementation; names must exist in the catalog."""
 
-    builtin_modules: ClassVar[tuple[str, ...]] = ("bot.actions.testing",)
+    builtin_modules: ClassVar[tuple[str, ...]] = (
+        "bot.actions.testing",
+        "bot.actions.aws.secretsmanager",
+        "bot.actions.aws.iam",
+        "bot.actions.aws.cloudtrail",
+        "bot.actions.k8s",
+        "bot.actions.pagerduty",
+        "bot.actions.slack",
+        "bot.actions.email",
+    )
 
     def __init__(self, catalog: Mapping[str, ActionSpec] | None = None) -> None:
         self.catalog = default_catalog() if catalog is None else catalog

@@ -247,7 +247,18 @@ async def _invoke(call: Mapping[str, Any]) -> dict[str, Any]:
         attempt=call["attempt"],
         incident_id=call["incident_id"],
         redactor=rt.redactor,
+        trigger=call.get("trigger") or {},
+        incident=StoreIncidentLink(call["incident_id"]),
     )
+    result = await _attempt(action, inputs, ctx, call)
+    # Whatever the action touched that is secret is masked before DBOS checkpoints it.
+    return rt.redactor.with_values(ctx.secrets)(result)  # type: ignore[no-any-return]
+
+
+async def _attempt(
+    action: Any, inputs: Any, ctx: ActionContext, call: Mapping[str, Any]
+) -> dict[str, Any]:
+    name = call["action"]
     timeout = call.get("timeout")
     try:
         outputs = await asyncio.wait_for(action.run(inputs, ctx), timeout)
@@ -255,12 +266,39 @@ async def _invoke(call: Mapping[str, Any]) -> dict[str, Any]:
         return _failure(f"{name} timed out after {timeout:g}s", retryable=True, code="timeout")
     except ActionError as exc:
         return _failure(exc.message, retryable=exc.retryable, code=exc.code)
-    except Exception as exc:
-        log.exception("action.crashed", action=name, run_id=call["run_id"])
+    except Exception as exc:  # noqa: BLE001 - a bug in one action must fail its step, not the run
+        log.error(
+            "action.crashed",
+            action=name,
+            run_id=call["run_id"],
+            error=ctx.redactor.with_values(ctx.secrets).text(f"{type(exc).__name__}: {exc}"),
+        )
         return _failure(
             f"{name} crashed: {type(exc).__name__}: {exc}", retryable=False, code="crash"
         )
     return {"status": "succeeded", "outputs": _json_safe(outputs)}
+
+
+class StoreIncidentLink:
+    """:class:`IncidentLink` over the timeline store and irbot.yaml."""
+
+    def __init__(self, incident_id: str) -> None:
+        self.incident_id = incident_id
+
+    def slack_thread(self) -> tuple[str, str] | None:
+        incident = runtime.current().store.get_incident(self.incident_id)
+        if incident.slack_channel and incident.slack_thread_ts:
+            return incident.slack_channel, incident.slack_thread_ts
+        return None
+
+    def set_slack_thread(self, channel: str, ts: str) -> None:
+        runtime.current().store.set_incident_slack(self.incident_id, channel, ts)
+
+    def notification_channel(self) -> str | None:
+        try:
+            return runtime.current().config().slack.channel
+        except ConfigError:
+            return None
 
 
 _KINDS = {"succeeded": STEP_SUCCEEDED, "skipped": STEP_SKIPPED}

@@ -231,6 +231,7 @@ def _call(
         "item_index": item_index,
         "optional": optional,
         "timeout": timeout,
+        "trigger": state.spec.trigger or {},
     }
 
 
