@@ -140,6 +140,14 @@ class Harness:
         )
         return result.answer
 
+    async def task(self, run_id: str, user: str, **kw: Any) -> dict[str, Any] | None:
+        """Answer a manual task from a thread, as `irbot task done|failed` does."""
+        kw.setdefault("status", "done")
+        result = await asyncio.to_thread(
+            client.complete_task, self.settings, self.store, run_id, user=user, **kw
+        )
+        return result.answer
+
     def kinds(self, run_id: str) -> list[str]:
         return [e.kind for e in self.store.events(run_id=run_id)]
 

@@ -13,7 +13,7 @@ import signal
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 
@@ -247,28 +247,110 @@ def approve(
     raise SystemExit(1 if answer is not None and answer["outcome"] == "refused" else 0)
 
 
-@click.command()
+@click.group()
+def task() -> None:
+    """Complete a manual task (local use; in production use the Slack buttons)."""
+
+
+@task.command("done")
 @click.argument("run_id", metavar="RUN")
+@click.argument("step_id", metavar="[STEP]", required=False)
 @as_option
-@click.option("--step", "step_id", help="The manual step (default: the one the run waits at).")
-@click.option("--failed", is_flag=True, help="Mark the task failed (stops the run).")
+@click.option(
+    "--secret-file",
+    type=click.File("r"),
+    help="Hand over the secret the task asks for from FILE ('-' reads stdin). It goes "
+    "straight into AWS Secrets Manager; the run sees only a reference.",
+)
 @click.option("--note", help="A note for the timeline.")
-def task(run_id: str, user: str, step_id: str | None, failed: bool, note: str | None) -> None:
-    """Mark the manual task RUN waits at as done (or --failed), as USER."""
+@json_option
+def task_done(
+    *,
+    run_id: str,
+    step_id: str | None,
+    user: str,
+    secret_file: TextIO | None,
+    note: str | None,
+    as_json: bool,
+) -> None:
+    """Mark the manual task RUN waits at (or STEP) as done, as USER."""
+    secret = secret_file.read().rstrip("\r\n") if secret_file is not None else None
+    _complete(
+        run_id=run_id,
+        step_id=step_id,
+        user=user,
+        status="done",
+        note=note,
+        secret=secret,
+        as_json=as_json,
+    )
+
+
+@task.command("failed")
+@click.argument("run_id", metavar="RUN")
+@click.argument("step_id", metavar="[STEP]", required=False)
+@as_option
+@click.option("--note", required=True, help="Why it failed (required; stops the run).")
+@json_option
+def task_failed(run_id: str, step_id: str | None, user: str, note: str, as_json: bool) -> None:
+    """Mark the manual task RUN waits at (or STEP) as failed, as USER; the run stops."""
+    _complete(
+        run_id=run_id,
+        step_id=step_id,
+        user=user,
+        status="failed",
+        note=note,
+        secret=None,
+        as_json=as_json,
+    )
+
+
+def _complete(
+    *,
+    run_id: str,
+    step_id: str | None,
+    user: str,
+    status: str,
+    note: str | None,
+    secret: str | None,
+    as_json: bool,
+) -> None:
     from bot.engine import client
 
-    with _store(False) as (settings, store):
+    with _store(as_json) as (settings, store):
+        if not settings.local_approvals:
+            raise UsageError(
+                "local task completion is off: set IRBOT_LOCAL_APPROVALS=1 (local use and "
+                "tests only; in production use the task's buttons in Slack)"
+            )
         client.get_run(store, run_id)
-        done = client.complete_task(
+        result = client.complete_task(
             settings,
             store,
             run_id,
             user=user,
             step_id=step_id,
-            status="failed" if failed else "done",
+            status=status,
             note=note,
+            secret=secret,
         )
-    console().print(f"task {done} marked {'failed' if failed else 'done'}")
+    answer = result.answer
+    if as_json:
+        emit_json({"run_id": result.run_id, "step": result.step_id, "answer": answer})
+    elif answer is None:
+        console().print(
+            f"answer delivered to {result.run_id} task {result.step_id}; no worker has "
+            "decided on it yet (is `irbot worker` running?)",
+            style="yellow",
+        )
+    else:
+        refused = answer["outcome"] == "refused"
+        console().print(
+            f"task {result.step_id}: {answer['outcome']}: {answer['reason']}",
+            style="red" if refused else "green",
+            markup=False,
+        )
+    raise SystemExit(1 if answer is not None and answer["outcome"] == "refused" else 0)
 
 
 @click.command()

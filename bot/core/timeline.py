@@ -47,6 +47,7 @@ APPROVAL_EXPIRED = "approval.expired"
 APPROVAL_BREAKGLASS = "approval.breakglass"
 MANUAL_REQUESTED = "manual.requested"
 MANUAL_COMPLETED = "manual.completed"
+MANUAL_REFUSED = "manual.refused"
 WAIT_STARTED = "wait.started"
 WAIT_FINISHED = "wait.finished"
 NOTE = "note"
@@ -73,6 +74,7 @@ KINDS = frozenset(
         APPROVAL_BREAKGLASS,
         MANUAL_REQUESTED,
         MANUAL_COMPLETED,
+        MANUAL_REFUSED,
         WAIT_STARTED,
         WAIT_FINISHED,
         NOTE,

@@ -253,6 +253,15 @@ def vote(
     return VoteResult(requested.run_id, gate, answer)
 
 
+@dataclass(frozen=True)
+class TaskResult:
+    run_id: str
+    step_id: str
+    answer: dict[str, Any] | None
+    """The engine's decision (accepted or refused, with the reason), or None if no
+    worker answered in time."""
+
+
 def complete_task(
     settings: Settings,
     store: TimelineStore,
@@ -262,8 +271,14 @@ def complete_task(
     status: str,
     step_id: str | None = None,
     note: str | None = None,
-) -> str:
-    """Mark a manual task done or failed; returns the step id it completed."""
+    secret: str | None = None,
+    wait_seconds: float = 15.0,
+) -> TaskResult:
+    """Mark a manual task done or failed, handing over ``secret`` if the task asks for one.
+
+    The secret goes straight into AWS Secrets Manager (see
+    :mod:`bot.actions.aws.handover`); the engine receives only its reference.
+    """
     run = store.get_run(run_id)
     if run.status in FINISHED:
         raise UsageError(f"run {run_id} already finished ({run.status})")
@@ -272,13 +287,31 @@ def complete_task(
         raise UsageError(
             f"run {run_id} has no open manual task" + (f" {step_id!r}" if step_id else "")
         )
-    with dbos_client(settings) as client:
-        client.send(
-            task.run_id,
-            {"user": user, "status": status, "note": note},
-            topic=manual_topic(task.step_id),
+    wants_secret = bool(task.payload.get("secret_input"))
+    if secret is not None and not wants_secret:
+        raise UsageError(f"task {task.step_id!r} does not ask for a secret; nothing was sent")
+    if wants_secret and status == "done" and secret is None:
+        raise UsageError(
+            f"task {task.step_id!r} asks for {task.payload.get('secret_label') or 'a secret'}: "
+            "hand it over with --secret-file FILE (the file's content is stored, never shown)"
         )
-    return task.step_id
+    answer_id = secrets.token_hex(8)
+    secret_ref = None
+    if secret is not None and status == "done":
+        from bot.actions.aws.handover import hand_over
+
+        secret_ref = hand_over(task.run_id, task.step_id, run.incident_id, secret, answer_id)
+    message = {
+        "vote_id": answer_id,
+        "user": user,
+        "status": status,
+        "note": note,
+        "secret_ref": secret_ref,
+    }
+    with dbos_client(settings) as client:
+        client.send(task.run_id, message, topic=manual_topic(task.step_id))
+        answer = client.get_event(task.run_id, f"vote:{answer_id}", timeout_seconds=wait_seconds)
+    return TaskResult(task.run_id, task.step_id, answer)
 
 
 def cancel(settings: Settings, store: TimelineStore, run_id: str, *, user: str) -> RunRecord:

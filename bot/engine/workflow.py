@@ -11,15 +11,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 from dbos import DBOS, SetEnqueueOptions, SetWorkflowID
 
-from bot.core import approvals, expressions, plan
+from bot.core import approvals, expressions, plan, tasks
 from bot.core.catalog import default_catalog
 from bot.core.coverage import covered_by, needs_gate
 from bot.core.durations import parse_duration
-from bot.core.errors import ExpressionError, PlaybookInvalid
+from bot.core.errors import ExpressionError, PlaybookInvalid, UsageError
 from bot.core.playbook import (
     ActionStep,
     ApprovalStep,
@@ -40,6 +40,7 @@ from bot.core.timeline import (
     APPROVAL_REJECTED,
     APPROVAL_REQUESTED,
     MANUAL_COMPLETED,
+    MANUAL_REFUSED,
     MANUAL_REQUESTED,
     RUN_EXPIRED,
     RUN_FAILED,
@@ -203,7 +204,7 @@ async def _run_step(state: _State, step: Step) -> None:
         await _child(state, step)
 
 
-async def _fail(state: _State, step_id: str, detail: str) -> None:
+async def _fail(state: _State, step_id: str, detail: str) -> NoReturn:
     state.statuses[step_id] = "failed"
     await state.record(step_id, STEP_FAILED, {"error": detail})
     raise RunEnded("failed", f"step {step_id!r} failed: {detail}")
@@ -558,46 +559,89 @@ async def _record_vote(
 
 
 async def _manual(state: _State, step: ManualStep) -> None:
+    """Post a task and wait for an assignee to mark it done or failed (before ``ttl``)."""
     spec = state.spec
     try:
         instructions = expressions.render(step.manual.instructions, state.context())
+        assignee = (
+            expressions.render(step.manual.assignee, state.context())
+            if step.manual.assignee
+            else None
+        )
     except ExpressionError as exc:
-        await _fail(state, step.id, f"instructions could not be resolved: {exc.message}")
+        await _fail(state, step.id, f"the task could not be resolved: {exc.message}")
+    principals = tasks.assignee_principals(
+        str(assignee) if assignee is not None else None, spec.requester
+    )
+    needs_secret = step.manual.secret is not None
     ttl = step.manual.ttl or MANUAL_DEFAULT_TTL
+    opened = datetime.fromisoformat(await steps.now())
+    deadline = opened + ttl
     await state.record(
         step.id,
         MANUAL_REQUESTED,
         {
             "instructions": instructions,
-            "assignee": step.manual.assignee or f"user:{spec.requester}",
-            "secret_input": step.manual.secret is not None,
+            "assignee": ", ".join(principals),
+            "secret_input": needs_secret,
+            "secret_label": step.manual.secret.label if step.manual.secret else None,
             "ttl": int(ttl.total_seconds()),
+            "expires_at": deadline.isoformat(),
         },
         run_status="waiting",
     )
-    message = await DBOS.recv_async(manual_topic(step.id), timeout_seconds=ttl.total_seconds())
-    if not isinstance(message, dict) or message.get("status") not in ("done", "failed"):
-        await _fail(state, step.id, "the manual task was not completed in time")
-        return
+    answers = 0
+    while True:
+        now = datetime.fromisoformat(await steps.now())
+        remaining = (deadline - now).total_seconds()
+        if remaining <= 0:
+            await _fail(state, step.id, "the manual task was not completed in time")
+        message = await DBOS.recv_async(manual_topic(step.id), timeout_seconds=remaining)
+        if message is None:
+            continue
+        answers += 1
+        membership = await steps.group_map()
+        try:
+            answer = tasks.parse_answer(message)
+            decision = tasks.decide_task(
+                answer, principals, membership["groups"], needs_secret=needs_secret
+            )
+        except UsageError as exc:
+            answer, decision = None, tasks.TaskDecision(False, exc.message, "malformed")
+        user = message.get("user") if isinstance(message, dict) else None
+        if not decision.accepted or answer is None:
+            payload = {"user": user, "code": decision.code, "reason": decision.reason}
+            await state.record(
+                step.id,
+                MANUAL_REFUSED,
+                payload,
+                actor=f"user:{user}" if user else "irbot",
+                discriminator=answers,
+            )
+            await _answer(message, {"outcome": "refused", **payload})
+            continue
+        break
     outputs = {
-        "completed_by": message.get("user"),
-        "status": message["status"],
-        "note": message.get("note"),
-        "secret_ref": message.get("secret_ref"),
+        "completed_by": answer.user,
+        "status": answer.status,
+        "note": answer.note,
+        "secret_ref": answer.secret_ref,
     }
     await state.record(
-        step.id,
-        MANUAL_COMPLETED,
-        outputs,
-        actor=f"user:{message.get('user')}",
-        run_status="running",
+        step.id, MANUAL_COMPLETED, outputs, actor=f"user:{answer.user}", run_status="running"
     )
-    if message["status"] == "failed":
-        await _fail(
-            state, step.id, f"marked failed by {message.get('user')}: {message.get('note')}"
-        )
+    await _answer(message, {"outcome": "accepted", "user": answer.user, "reason": decision.reason})
+    if answer.status == "failed":
+        await _fail(state, step.id, decision.reason)
     state.statuses[step.id] = "succeeded"
     state.outputs[step.id] = outputs
+
+
+async def _answer(message: Any, payload: dict[str, Any]) -> None:
+    """Tell the person who answered (CLI, Slack) what became of it."""
+    answer_id = message.get("vote_id") if isinstance(message, dict) else None
+    if answer_id:
+        await DBOS.set_event_async(f"vote:{answer_id}", payload)
 
 
 async def _wait(state: _State, step: WaitStep) -> None:
@@ -630,7 +674,6 @@ async def _child(state: _State, step: PlaybookStep) -> None:
     source = spec.library.get(step.playbook)
     if source is None:
         await _fail(state, step.id, f"sub-playbook {step.playbook!r} was not pinned with the run")
-        return
     try:
         raw = expressions.render(step.with_, state.context())
     except ExpressionError as exc:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from bot.actions.aws.client import action_error, aws_call, error_code
-from bot.core.errors import UsageError
+from bot.core.errors import ConfigError, UsageError
 from bot.core.refs import SecretRef
 from bot.engine.actions import ActionContext, ActionError
 
@@ -53,12 +53,21 @@ def existing(sm: Any, name: str, token: str) -> SecretRef | None:
     return None
 
 
-def stash(sm: Any, name: str, value: str, ctx: ActionContext, description: str) -> SecretRef:
-    """Store ``value`` as version ``ctx.client_token`` of secret ``name``; return its ref."""
+def stash(
+    sm: Any,
+    name: str,
+    value: str,
+    ctx: ActionContext,
+    description: str,
+    *,
+    token: str | None = None,
+) -> SecretRef:
+    """Store ``value`` as version ``token`` (default ``ctx.client_token``) of secret
+    ``name``; return its ref. A person handing over a secret twice gets two tokens."""
     from botocore.exceptions import ClientError
 
     ctx.mark_secret(value)
-    token = ctx.client_token
+    token = token or ctx.client_token
     doing = f"storing the handed-over secret {name}"
     found = aws_call(doing, existing, sm, name, token)
     if found is not None:
@@ -82,3 +91,42 @@ def stash(sm: Any, name: str, value: str, ctx: ActionContext, description: str) 
         doing, sm.put_secret_value, SecretId=name, SecretString=value, ClientRequestToken=token
     )
     return SecretRef(secret_id=put["ARN"], version_id=put["VersionId"])
+
+
+def hand_over(run_id: str, step_id: str, incident_id: str, value: str, nonce: str) -> str:
+    """Store a secret a person hands over for a manual task; return its reference.
+
+    Called by the CLI and the Slack modal, never by the workflow: the value goes from
+    the person straight into Secrets Manager and the run only ever sees the reference.
+    ``nonce`` makes each hand-over its own version, so a second try after a refusal
+    does not collide with the first.
+    """
+    from bot.actions.aws import client as aws
+    from bot.core.redaction import Redactor
+    from bot.core.refs import client_token, handover_name
+
+    if not value.strip():
+        raise UsageError("the secret is empty; nothing was sent")
+    reason = aws.not_configured()
+    if reason is not None:
+        raise ConfigError(f"handing over a secret needs AWS Secrets Manager: {reason}")
+    ctx = ActionContext(
+        run_id=run_id,
+        step_id=step_id,
+        item_index=None,
+        attempt=1,
+        incident_id=incident_id,
+        redactor=Redactor(),
+    )
+    try:
+        ref = stash(
+            aws.client("secretsmanager"),
+            handover_name(aws.handover_prefix(), run_id, step_id),
+            value,
+            ctx,
+            f"irbot: secret handed over for {run_id} step {step_id}",
+            token=client_token(f"{ctx.idempotency_key}:{nonce}"),
+        )
+    except ActionError as exc:
+        raise ConfigError(f"could not store the secret: {exc.message}") from exc
+    return str(ref)
