@@ -169,3 +169,16 @@ def redis_url() -> str:
     if not url:
         pytest.skip(f"Redis tests need {REDIS_ENV} (e.g. redis://127.0.0.1:6379/0)")
     return url
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _dbos_console_handler() -> None:
+    """Create DBOS's console log handler once, on the session's stderr.
+
+    DBOS binds ``logging.StreamHandler()`` to whatever ``sys.stderr`` is when it first
+    starts; inside a ``capsys`` test that is a buffer closed after the test, and every
+    later DBOS log line would then fail on a closed file.
+    """
+    from dbos._logger import init_logger
+
+    init_logger()
