@@ -59,10 +59,12 @@ AWAIT_POLL_SECONDS = 0.2
 MANUAL_DEFAULT_TTL = timedelta(days=30)
 
 RATE_LIMITS: dict[str, tuple[str, int, float]] = {
-    "aws.secretsmanager.rotate": ("secretsmanager-writes", 45, 1.0),
+    # A rotation makes three writes (PutSecretValue, then UpdateSecretVersionStage twice).
+    "aws.secretsmanager.rotate": ("secretsmanager-rotations", 15, 1.0),
     "aws.secretsmanager.put_value": ("secretsmanager-writes", 45, 1.0),
 }
-"""Action -> (class, limit, period): Secrets Manager writes share 50 TPS per region."""
+"""Action -> (class, limit, period) for fan-out items. Secrets Manager writes share
+50 TPS per region: keep under 45 write calls a second, leaving room for other users."""
 
 
 def gate_topic(step_id: str) -> str:

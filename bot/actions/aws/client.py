@@ -8,6 +8,7 @@ missing resource reaches the engine as an ActionError that says whether a retry 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 from functools import cache
 from typing import Any, TypeVar
@@ -70,9 +71,14 @@ def _session() -> boto3.session.Session:
     return boto3.session.Session()
 
 
+_CLIENT_LOCK = threading.Lock()
+
+
 def client(service: str, region: str | None = None) -> Any:
-    """A boto3 client (one per thread is safe; boto3 clients are thread-safe)."""
-    return _session().client(service, region_name=region, config=_config())  # type: ignore[call-overload]
+    """A boto3 client. Clients are thread-safe once made, but making one from the shared
+    session is not, and actions make theirs in worker threads: hence the lock."""
+    with _CLIENT_LOCK:
+        return _session().client(service, region_name=region, config=_config())  # type: ignore[call-overload]
 
 
 def credentials_client(
@@ -95,7 +101,7 @@ def not_configured() -> str | None:
             "no AWS credentials found (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE)"
         )
     if not session.region_name:
-        return "no AWS region found (set AWS_REGION)"
+        return "no AWS region found (set AWS_DEFAULT_REGION or a profile's region)"
     return None
 
 
