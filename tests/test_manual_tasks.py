@@ -239,3 +239,27 @@ def test_secret_handover_keeps_only_a_reference(h: Harness, aws: str) -> None:
     for path in (h.root / "data").rglob("*"):
         if path.is_file():
             assert canary.encode() not in path.read_bytes(), path
+
+
+def test_cli_hands_over_a_secret_from_a_file(h: Harness, aws: str, tmp_path: Path) -> None:
+    """`irbot task done RUN STEP --as U01 --secret-file F` (the real command) stores the
+    file's content, says so without echoing it, and the run carries on."""
+    canary = "canary-" + secrets.token_hex(16)
+    secret_file = tmp_path / "new-key.txt"
+    secret_file.write_text(canary + "\n")
+
+    async def scenario() -> None:
+        run_id = h.submit("handover", "U01")
+        await h.wait_for(run_id, {"waiting"})
+        args = ("task", "done", run_id, "handover", "--as", "U01", "--secret-file")
+        done = await asyncio.to_thread(h.irbot, *args, str(secret_file))
+        assert done.returncode == 0, done.stderr
+        assert "accepted" in done.stdout
+        assert canary not in done.stdout + done.stderr
+        run = await h.wait_for(run_id)
+        assert run.status == "succeeded", run.detail
+        refused = await asyncio.to_thread(h.irbot, "task", "done", run_id, "--as", "U01")
+        assert refused.returncode == 2
+        assert "already finished" in refused.stderr
+
+    drive(h, scenario)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import Any, Protocol
 
 import structlog
 
@@ -131,23 +131,34 @@ class FunctionAction:
         return self.check() if self.check is not None else None
 
 
+BUILTIN_MODULES: dict[str, str] = {
+    "test.": "bot.actions.testing",
+    "aws.secretsmanager.": "bot.actions.aws.secretsmanager",
+    "aws.iam.": "bot.actions.aws.iam",
+    "aws.sts.": "bot.actions.aws.iam",
+    "aws.cloudtrail.": "bot.actions.aws.cloudtrail",
+    "k8s.": "bot.actions.k8s",
+    "pagerduty.": "bot.actions.pagerduty",
+    "slack.": "bot.actions.slack",
+    "notify.email": "bot.actions.email",
+}
+"""Action-name prefix -> the module whose ``register(registry)`` implements it. Modules are
+imported on first use: the SDKs behind them (boto3, kubernetes …) take seconds to import,
+and a worker should not pay for the ones its playbooks never call before it is ready."""
+
+
 class Registry:
     """Action name -> implementation; names must exist in the catalog."""
 
-    builtin_modules: ClassVar[tuple[str, ...]] = (
-        "bot.actions.testing",
-        "bot.actions.aws.secretsmanager",
-        "bot.actions.aws.iam",
-        "bot.actions.aws.cloudtrail",
-        "bot.actions.k8s",
-        "bot.actions.pagerduty",
-        "bot.actions.slack",
-        "bot.actions.email",
-    )
-
-    def __init__(self, catalog: Mapping[str, ActionSpec] | None = None) -> None:
+    def __init__(
+        self,
+        catalog: Mapping[str, ActionSpec] | None = None,
+        modules: Mapping[str, str] | None = None,
+    ) -> None:
         self.catalog = default_catalog() if catalog is None else catalog
+        self.modules = dict(modules or {})
         self._actions: dict[str, Action] = {}
+        self._loaded: set[str] = set()
 
     def add(self, action: Action) -> None:
         if action.spec.name not in self.catalog:
@@ -166,6 +177,8 @@ class Registry:
         return register
 
     def get(self, name: str) -> Action:
+        if name not in self._actions:
+            self._load_for(name)
         try:
             return self._actions[name]
         except KeyError:
@@ -173,15 +186,29 @@ class Registry:
                 f"action {name!r} is declared but has no implementation in this build"
             ) from None
 
+    def load_all(self) -> None:
+        """Import every module now (a worker warms up in the background after start)."""
+        for module in sorted(set(self.modules.values())):
+            self._load(module)
+
+    def _load_for(self, name: str) -> None:
+        for prefix, module in self.modules.items():
+            if name.startswith(prefix):
+                self._load(module)
+
+    def _load(self, module: str) -> None:
+        import importlib
+
+        if module not in self._loaded:
+            importlib.import_module(module).register(self)
+            self._loaded.add(module)
+
     def __contains__(self, name: object) -> bool:
+        if isinstance(name, str) and name not in self._actions:
+            self._load_for(name)
         return name in self._actions
 
 
 def default_registry() -> Registry:
-    """A registry with every built-in action implementation."""
-    import importlib
-
-    registry = Registry()
-    for module in Registry.builtin_modules:
-        importlib.import_module(module).register(registry)
-    return registry
+    """A registry of every built-in action implementation (imported on first use)."""
+    return Registry(modules=BUILTIN_MODULES)

@@ -92,10 +92,14 @@ def submit(
     config: Config,
     trigger: Mapping[str, Any] | None = None,
     run_id: str | None = None,
+    authorized: bool = False,
 ) -> Submitted:
-    """Open the incident, record the run and queue it for a worker."""
+    """Open the incident, record the run and queue it for a worker.
+
+    ``authorized`` skips the starter check: a trigger route is its own permission.
+    """
     name = loaded.playbook.name
-    if not config.can_start(requester, name):
+    if not authorized and not config.can_start(requester, name):
         raise UsageError(
             f"{requester} may not start {name!r}: irbot.yaml allows "
             + (", ".join(config.playbooks[name].start) if name in config.playbooks else "no one")

@@ -1,0 +1,246 @@
+"""The typed commands every front door speaks: Slack, webhooks, the shell and the CLI.
+
+Handlers translate a payload into one call here and render what comes back; this module
+holds the rules that are the same whoever asks (who may start what, how inputs are
+parsed, what a note or a status is). It wraps :mod:`bot.engine.client` (which never
+launches DBOS) and the timeline store. Methods are synchronous, because the store and
+the DBOS client are; async callers use the ``a*`` twins, which run them in a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, ParamSpec, TypeVar
+
+from bot.core import inputs as input_rules
+from bot.core import library
+from bot.core.config import Config, load_config
+from bot.core.errors import IrbotError, NotFoundError, UsageError
+from bot.core.redaction import Redactor
+from bot.core.timeline import NOTE, NewEvent, StoredEvent, event_id
+from bot.engine import client
+from bot.settings import Settings
+from bot.store import Incident, RunRecord, TimelineStore
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+NOTE_MAX = 4000
+
+
+@dataclass(frozen=True)
+class Started:
+    run_id: str
+    incident_id: str
+    playbook: str
+
+
+@dataclass(frozen=True)
+class IncidentStatus:
+    incident: Incident
+    runs: list[RunRecord]
+    waiting: list[StoredEvent]
+    """Open gates and tasks (``approval.requested`` / ``manual.requested`` events)."""
+
+
+class Service:
+    """One irbot installation as its users see it."""
+
+    def __init__(self, settings: Settings, store: TimelineStore) -> None:
+        self.settings = settings
+        self.store = store
+        self.redactor = Redactor()
+
+    def config(self) -> Config:
+        """irbot.yaml as it is now (membership counts at the time of each request)."""
+        return load_config(self.settings.config_path)
+
+    # ------------------------------------------------------------------ runs
+
+    def start(
+        self,
+        playbook: str,
+        raw_inputs: Mapping[str, Any],
+        *,
+        requester: str,
+        trigger: Mapping[str, Any] | None = None,
+        key: str | None = None,
+    ) -> Started:
+        """Validate inputs and queue a run of ``playbook`` for ``requester``.
+
+        ``raw_inputs`` are strings as typed (``key=value``) or values from a webhook
+        mapping; a trigger (``trigger`` given) needs no starter permission — the route in
+        irbot.yaml or the playbook's own ``triggers`` is the permission. ``key`` makes
+        the start idempotent (a webhook's delivery id): the same key, the same run.
+        """
+        lib = library.read([self.settings.playbooks_dir])
+        loaded = lib.get(playbook)
+        values = input_rules.resolve(dict(raw_inputs), loaded.playbook)
+        config = self.config()
+        valid = {}
+        for name in lib.names():
+            try:
+                valid[name] = lib.get(name)
+            except IrbotError:
+                continue  # a broken sub-playbook only matters to runs that call it
+        run_id = None if key is None else f"run-{key}"
+        if run_id is not None:
+            try:
+                existing = self.store.get_run(run_id)
+            except NotFoundError:
+                existing = None
+            if existing is not None:
+                return Started(existing.id, existing.incident_id, existing.playbook)
+        submitted = client.submit(
+            self.settings,
+            self.store,
+            loaded,
+            values,
+            requester=requester,
+            library=valid,
+            config=config,
+            trigger=trigger,
+            run_id=run_id,
+            authorized=trigger is not None,
+        )
+        return Started(submitted.run_id, submitted.incident_id, playbook)
+
+    def vote(
+        self,
+        run_id: str,
+        *,
+        user: str,
+        decision: str,
+        reason: str | None = None,
+        digest: str | None = None,
+        breakglass: bool = False,
+    ) -> client.VoteResult:
+        """Deliver a vote; the engine decides and answers (refusals carry the reason)."""
+        return client.vote(
+            self.settings,
+            self.store,
+            run_id,
+            user=user,
+            decision=decision,
+            reason=reason,
+            digest=digest,
+            breakglass=breakglass,
+        )
+
+    def task(
+        self,
+        run_id: str,
+        *,
+        user: str,
+        status: str,
+        step_id: str | None = None,
+        note: str | None = None,
+        secret: str | None = None,
+    ) -> client.TaskResult:
+        """Mark a manual task done or failed (handing over a secret if it asks one)."""
+        return client.complete_task(
+            self.settings,
+            self.store,
+            run_id,
+            user=user,
+            status=status,
+            step_id=step_id,
+            note=note,
+            secret=secret,
+        )
+
+    def cancel(self, run_id: str, *, user: str) -> RunRecord:
+        return client.cancel(self.settings, self.store, run_id, user=user)
+
+    # ------------------------------------------------------------------ incidents
+
+    def status(self, incident_id: str) -> IncidentStatus:
+        incident = self.store.get_incident(incident_id)
+        runs = self.store.list_runs(incident_id=incident_id, limit=100)
+        waiting: list[StoredEvent] = []
+        for run in runs:
+            gate = client.open_gate(self.store, run.id)
+            if gate is not None and run.status == "waiting":
+                waiting.append(gate)
+            task = client.open_task(self.store, run.id, None)
+            if task is not None and run.status == "waiting":
+                waiting.append(task)
+        return IncidentStatus(incident, runs, waiting)
+
+    def open_incidents(self, limit: int = 20) -> list[Incident]:
+        return list(self.store.list_incidents(status="open", limit=limit))
+
+    def note(self, incident_id: str, *, user: str, text: str) -> StoredEvent:
+        """Add a person's note to the incident's timeline (redacted, at most 4000 chars)."""
+        text = text.strip()
+        if not text:
+            raise UsageError("a note needs some text: /incident note INC-ID what happened")
+        if len(text) > NOTE_MAX:
+            raise UsageError(f"a note is at most {NOTE_MAX} characters (got {len(text)})")
+        incident = self.store.get_incident(incident_id)
+        at = datetime.now(UTC)
+        return self.store.append(
+            NewEvent(
+                id=event_id(incident.id, "-", NOTE, user, at.isoformat()),
+                incident_id=incident.id,
+                kind=NOTE,
+                actor=f"user:{user}",
+                at=at,
+                payload={"text": self.redactor.text(text)},
+            )
+        )
+
+    def waiting_for(self, user: str) -> list[tuple[RunRecord, StoredEvent]]:
+        """Open gates and tasks ``user`` may answer (for App Home)."""
+        from bot.core.approvals import is_allowed
+        from bot.core.tasks import assignee_principals
+
+        groups = self.config().group_map()
+        found = []
+        for run in self.store.list_runs(status="waiting", limit=200):
+            gate = client.open_gate(self.store, run.id)
+            if gate is not None:
+                allowed = [str(p) for p in gate.payload.get("from", [])]
+                if user != run.requester and is_allowed(user, allowed, groups):
+                    found.append((run, gate))
+            task = client.open_task(self.store, run.id, None)
+            if task is not None:
+                principals = assignee_principals(
+                    str(task.payload.get("assignee") or ""), run.requester
+                )
+                if is_allowed(user, principals, groups):
+                    found.append((run, task))
+        return found
+
+    # ------------------------------------------------------------------ async twins
+
+    async def astart(self, *args: Any, **kwargs: Any) -> Started:
+        return await _thread(self.start, *args, **kwargs)
+
+    async def avote(self, *args: Any, **kwargs: Any) -> client.VoteResult:
+        return await _thread(self.vote, *args, **kwargs)
+
+    async def atask(self, *args: Any, **kwargs: Any) -> client.TaskResult:
+        return await _thread(self.task, *args, **kwargs)
+
+    async def acancel(self, *args: Any, **kwargs: Any) -> RunRecord:
+        return await _thread(self.cancel, *args, **kwargs)
+
+    async def astatus(self, incident_id: str) -> IncidentStatus:
+        return await _thread(self.status, incident_id)
+
+    async def aopen_incidents(self, limit: int = 20) -> list[Incident]:
+        return await _thread(self.open_incidents, limit)
+
+    async def anote(self, incident_id: str, *, user: str, text: str) -> StoredEvent:
+        return await _thread(self.note, incident_id, user=user, text=text)
+
+    async def awaiting_for(self, user: str) -> list[tuple[RunRecord, StoredEvent]]:
+        return await _thread(self.waiting_for, user)
+
+
+async def _thread(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    return await asyncio.to_thread(fn, *args, **kwargs)
