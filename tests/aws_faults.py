@@ -61,7 +61,9 @@ def json_error(
 
     events = client._session().events
     events.register(event, reply)
+    client.forget_clients()
     try:
         yield fault
     finally:
         events.unregister(event, reply)
+        client.forget_clients()

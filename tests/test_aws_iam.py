@@ -68,10 +68,12 @@ def crash_at(event: str) -> Iterator[None]:
 
     events = client._session().events
     events.register(event, boom)
+    client.forget_clients()
     try:
         yield
     finally:
         events.unregister(event, boom)
+        client.forget_clients()
 
 
 @contextmanager
@@ -87,10 +89,12 @@ def answer_with(event: str, body: bytes, content_type: str) -> Iterator[None]:
 
     events = client._session().events
     events.register(event, reply)
+    client.forget_clients()
     try:
         yield
     finally:
         events.unregister(event, reply)
+        client.forget_clients()
 
 
 @pytest.fixture

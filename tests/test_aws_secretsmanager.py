@@ -525,6 +525,7 @@ def record_calls(operation: str) -> list[dict[str, Any]]:
     aws_client._session().events.register(
         f"before-parameter-build.secrets-manager.{operation}", hook
     )
+    aws_client.forget_clients()  # clients copy the session's hooks when they are made
     return calls
 
 

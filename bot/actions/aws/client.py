@@ -72,13 +72,23 @@ def _session() -> boto3.session.Session:
 
 
 _CLIENT_LOCK = threading.Lock()
+_CLIENTS: dict[tuple[str, str | None], Any] = {}
 
 
 def client(service: str, region: str | None = None) -> Any:
-    """A boto3 client. Clients are thread-safe once made, but making one from the shared
-    session is not, and actions make theirs in worker threads: hence the lock."""
+    """A boto3 client, one per (service, region) and process.
+
+    Clients are thread-safe once made and making one costs tens of milliseconds (it
+    loads the service model), so they are shared; making one from the shared session
+    is not thread-safe, and actions ask from worker threads: hence the lock.
+    """
+    key = (service, region)
     with _CLIENT_LOCK:
-        return _session().client(service, region_name=region, config=_config())  # type: ignore[call-overload]
+        made = _CLIENTS.get(key)
+        if made is None:
+            made = _session().client(service, region_name=region, config=_config())  # type: ignore[call-overload]
+            _CLIENTS[key] = made
+        return made
 
 
 def credentials_client(
@@ -105,9 +115,20 @@ def not_configured() -> str | None:
     return None
 
 
+def forget_clients() -> None:
+    """Make the next calls build new clients from the session.
+
+    A client copies the session's event hooks when it is made; code that registers a
+    hook on the session (tests injecting faults) calls this so the hook applies."""
+    with _CLIENT_LOCK:
+        _CLIENTS.clear()
+
+
 def reset() -> None:
-    """Forget the cached session (tests change the environment)."""
-    _session.cache_clear()
+    """Forget the cached session and clients (tests change the environment)."""
+    with _CLIENT_LOCK:
+        _CLIENTS.clear()
+        _session.cache_clear()
 
 
 def error_code(exc: BaseException) -> str:
