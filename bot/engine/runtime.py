@@ -69,10 +69,12 @@ async def launch(
     *,
     registry: Registry | None = None,
     concurrency_values: Iterable[int] = (),
+    store: TimelineStore | None = None,
 ) -> Runtime:
     """Start DBOS in this process (idempotent) and make it a worker.
 
-    Must run inside the event loop that will execute the workflows.
+    Must run inside the event loop that will execute the workflows. ``store``: an open
+    timeline store to share (the server's); by default one is opened.
     """
     if _Holder.runtime is not None:
         return _Holder.runtime
@@ -80,7 +82,7 @@ async def launch(
 
     from bot.engine import workflow
 
-    store = open_store(settings)
+    store = store or open_store(settings)
     runtime = Runtime(settings, store, registry or default_registry())
     config: DBOSConfig = {
         "name": APP_NAME,
