@@ -22,11 +22,9 @@ $(VENV)/.synced: pyproject.toml uv.lock | $(UV)
 
 env: $(VENV)/.synced ## create or update the virtual environment from uv.lock
 
-demo: env ## run irbot's main job on the embedded default
+demo: env ## leak-response end to end in a local sandbox (moto, a Kubernetes emulator, SQLite)
 	$(BIN)/irbot playbook validate playbooks/
-	$(BIN)/irbot playbook plan leak-response \
-	    --input secret_id=prod/payments/db \
-	    --input deployments=payments-api,payments-worker
+	$(BIN)/irbot demo --markdown .irbot/demo-timeline.md
 
 lint: env
 	$(BIN)/ruff check .

@@ -10,15 +10,18 @@ the DBOS client are; async callers use the ``a*`` twins, which run them in a thr
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 from bot.core import inputs as input_rules
 from bot.core import library
-from bot.core.config import Config, load_config
+from bot.core.config import Config, TriggerRoute, load_config
 from bot.core.errors import IrbotError, NotFoundError, UsageError
+from bot.core.playbook import Trigger
 from bot.core.redaction import Redactor
 from bot.core.timeline import NOTE, NewEvent, StoredEvent, event_id
 from bot.engine import client
@@ -215,6 +218,37 @@ class Service:
                     found.append((run, task))
         return found
 
+    # ------------------------------------------------------------------ webhook triggers
+
+    def record_delivery(self, source: str, delivery_ids: Sequence[str]) -> bool:
+        """Remember a webhook delivery by its ids; False if any was seen (a redelivery)."""
+        return self.store.record_delivery(source, delivery_ids, datetime.now(UTC))
+
+    def claim_alert_group(self, source: str, group_key: str) -> int | None:
+        """Open a firing group (an Alertmanager groupKey, a PagerDuty incident) for one
+        run: its generation, or None while an earlier firing's run still holds it."""
+        return self.store.claim_alert_group(source, group_key, datetime.now(UTC))
+
+    def resolve_alert_group(self, source: str, group_key: str) -> int | None:
+        """Close a firing group; the generation whose run it started, or None."""
+        return self.store.resolve_alert_group(source, group_key, datetime.now(UTC))
+
+    def release_alert_group(self, source: str, group_key: str, generation: int) -> None:
+        """That firing's run could not start: let the group's next firing try again."""
+        self.store.release_alert_group(source, group_key, generation, datetime.now(UTC))
+
+    def note_run(self, run_id: str, *, user: str, text: str) -> StoredEvent:
+        """A note on the incident ``run_id`` belongs to (a resolved alert knows its run)."""
+        return self.note(self.store.get_run(run_id).incident_id, user=user, text=text)
+
+    def playbook_triggers(self) -> dict[str, list[Trigger]]:
+        """The ``triggers`` of every valid playbook, re-read when a file changes."""
+        return _playbook_triggers(self.settings.playbooks_dir)
+
+    def trigger_routes(self) -> tuple[list[TriggerRoute], dict[str, list[Trigger]]]:
+        """What a webhook event may start: irbot.yaml's routes and the playbooks' own."""
+        return list(self.config().triggers), self.playbook_triggers()
+
     # ------------------------------------------------------------------ async twins
 
     async def astart(self, *args: Any, **kwargs: Any) -> Started:
@@ -241,6 +275,55 @@ class Service:
     async def awaiting_for(self, user: str) -> list[tuple[RunRecord, StoredEvent]]:
         return await _thread(self.waiting_for, user)
 
+    async def arecord_delivery(self, source: str, delivery_ids: Sequence[str]) -> bool:
+        return await _thread(self.record_delivery, source, delivery_ids)
+
+    async def aclaim_alert_group(self, source: str, group_key: str) -> int | None:
+        return await _thread(self.claim_alert_group, source, group_key)
+
+    async def aresolve_alert_group(self, source: str, group_key: str) -> int | None:
+        return await _thread(self.resolve_alert_group, source, group_key)
+
+    async def arelease_alert_group(self, source: str, group_key: str, generation: int) -> None:
+        await _thread(self.release_alert_group, source, group_key, generation)
+
+    async def anote_run(self, run_id: str, *, user: str, text: str) -> StoredEvent:
+        return await _thread(self.note_run, run_id, user=user, text=text)
+
+    async def atrigger_routes(self) -> tuple[list[TriggerRoute], dict[str, list[Trigger]]]:
+        return await _thread(self.trigger_routes)
+
 
 async def _thread(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     return await asyncio.to_thread(fn, *args, **kwargs)
+
+
+_triggers_lock = threading.Lock()
+_triggers_cache: dict[Path, tuple[tuple[tuple[str, int, int], ...], dict[str, list[Trigger]]]] = {}
+
+
+def _playbook_triggers(directory: Path) -> dict[str, list[Trigger]]:
+    """Validating every playbook costs ~15 ms, paid per webhook delivery without this
+    cache; the key is each file's name, mtime and size, so an edit is seen at once."""
+    files = library.discover([directory])
+    stamp = tuple(_stamp(f) for f in files)
+    with _triggers_lock:
+        cached = _triggers_cache.get(directory)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+    lib = library.read(files)
+    found: dict[str, list[Trigger]] = {}
+    for result in lib.results:
+        if result.ok and result.playbook is not None and result.playbook.triggers:
+            found[result.playbook.name] = list(result.playbook.triggers)
+    with _triggers_lock:
+        _triggers_cache[directory] = (stamp, found)
+    return found
+
+
+def _stamp(path: Path) -> tuple[str, int, int]:
+    try:
+        stat = path.stat()
+    except OSError:  # vanished since it was listed: never equal to a cached stamp
+        return (str(path), -1, -1)
+    return (str(path), stat.st_mtime_ns, stat.st_size)

@@ -42,8 +42,10 @@ class MemoryIncident:
     def slack_thread(self) -> tuple[str, str] | None:
         return self.thread
 
-    def set_slack_thread(self, channel: str, ts: str) -> None:
-        self.thread = (channel, ts)
+    def set_slack_thread(self, channel: str, ts: str) -> tuple[str, str]:
+        if self.thread is None:
+            self.thread = (channel, ts)
+        return self.thread
 
     def notification_channel(self) -> str | None:
         return self.channel

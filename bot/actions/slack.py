@@ -201,9 +201,42 @@ async def post(inputs: SlackPost, ctx: ActionContext) -> Mapping[str, Any]:
             )
             channel, ts = str(response["channel"]), str(response["ts"])
     if becomes_root and ctx.incident is not None:
-        ctx.incident.set_slack_thread(channel, ts)
+        root = ctx.incident.set_slack_thread(channel, ts)
+        if root != (channel, ts):
+            # The notifier posted the incident's root while this post was in flight: move
+            # this message into its thread rather than leave two roots.
+            channel, ts = await _move_into_thread(
+                client, channel=channel, ts=ts, root=root, inputs=inputs, ctx=ctx
+            )
+            thread_ts = root[1]
     ctx.logger().info("slack.posted", channel=channel, ts=ts, thread_ts=thread_ts, reused=reused)
     return {"channel": channel, "ts": ts}
+
+
+async def _move_into_thread(
+    client: Any,
+    *,
+    channel: str,
+    ts: str,
+    root: tuple[str, str],
+    inputs: SlackPost,
+    ctx: ActionContext,
+) -> tuple[str, str]:
+    redact = ctx.redactor.with_values(ctx.secrets)
+    key = ctx.idempotency_key
+    async with _mapped(f"moving a message into the incident thread in {root[0]}"):
+        await client.chat_delete(channel=channel, ts=ts)
+        found = await find_posted(client, root[0], key, root[1])
+        if found is not None:
+            return root[0], found
+        response = await client.chat_postMessage(
+            channel=root[0],
+            text=redact.text(inputs.text),
+            blocks=redact(inputs.blocks) if inputs.blocks else None,
+            thread_ts=root[1],
+            metadata={"event_type": EVENT_TYPE, "event_payload": {"key": key}},
+        )
+    return str(response["channel"]), str(response["ts"])
 
 
 async def update(inputs: SlackUpdate, ctx: ActionContext) -> Mapping[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import click
 
 from bot import __version__
+from bot.cli.demo import demo
 from bot.cli.output import run_guarded
 from bot.cli.playbook import playbook
 from bot.cli.runs import approve, audit, cancel, run, runs, task, timeline, worker
@@ -35,6 +36,7 @@ def cli() -> None:
 
 for command in (playbook, run, worker, approve, task, runs, cancel, timeline, audit):
     cli.add_command(command)
+cli.add_command(demo)
 
 
 def main() -> None:

@@ -50,8 +50,9 @@ class IncidentLink(Protocol):
         """(channel, thread ts) of the incident's root message, if it has one."""
         ...
 
-    def set_slack_thread(self, channel: str, ts: str) -> None:
-        """Remember the root message the first post created."""
+    def set_slack_thread(self, channel: str, ts: str) -> tuple[str, str]:
+        """Make this message the incident's root unless it has one already; returns the
+        root that won (the notifier may have posted one first)."""
         ...
 
     def notification_channel(self) -> str | None:

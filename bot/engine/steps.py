@@ -291,8 +291,11 @@ class StoreIncidentLink:
             return incident.slack_channel, incident.slack_thread_ts
         return None
 
-    def set_slack_thread(self, channel: str, ts: str) -> None:
-        runtime.current().store.set_incident_slack(self.incident_id, channel, ts)
+    def set_slack_thread(self, channel: str, ts: str) -> tuple[str, str]:
+        won = runtime.current().store.claim_incident_slack(self.incident_id, channel, ts)
+        if won.slack_channel and won.slack_thread_ts:
+            return won.slack_channel, won.slack_thread_ts
+        return channel, ts
 
     def notification_channel(self) -> str | None:
         try:

@@ -441,6 +441,11 @@ async def _gate(state: _State, step: ApprovalStep) -> None:
             "from": list(gate.allowed),
             "expires_at": gate.expires_at.isoformat(),
             "covers": [c["id"] for c in material["covered"]],
+            # What the approvers are asked to let run, as they will see it in Slack.
+            "targets": [
+                {"id": c["id"], "action": c["action"], "with": c["with"]}
+                for c in material["covered"]
+            ],
             "message": message,
         },
         run_status="waiting",

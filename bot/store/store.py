@@ -3,7 +3,7 @@ and the timeline. Each call is its own short transaction; nothing is held open."
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from types import TracebackType
@@ -12,7 +12,8 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from bot.core.timeline import NewEvent, StoredEvent, VerifyResult
-from bot.store import chain, incidents, runs
+from bot.store import chain, cursors, deliveries, incidents, runs
+from bot.store.cursors import SlackMessageRef
 from bot.store.database import make_engine, writer
 from bot.store.errors import StoreError
 from bot.store.migrate import migrate
@@ -141,6 +142,11 @@ class TimelineStore:
 
     # timeline
 
+    def count_runs_by_status(self) -> dict[str, int]:
+        """Runs per status, e.g. ``{"running": 2, "succeeded": 40}``."""
+        with self._read() as session:
+            return runs.count_by_status(session)
+
     def append(self, event: NewEvent) -> StoredEvent:
         """Add ``event`` to the chain; appending a stored id again returns the stored
         event and writes nothing."""
@@ -154,10 +160,80 @@ class TimelineStore:
         with self._read() as session:
             return chain.events(session, incident_id=incident_id, run_id=run_id)
 
+    def head_seq(self) -> int:
+        """The seq of the newest event (0 when the timeline is empty)."""
+        with self._read() as session:
+            return cursors.head_seq(session)
+
+    def events_after(self, seq: int, limit: int = 100) -> list[StoredEvent]:
+        """Up to ``limit`` (at most 1000) events after ``seq``, in chain order: what a
+        follower of the timeline (the Slack notifier, metrics) reads next."""
+        with self._read() as session:
+            return cursors.events_after(session, seq, limit)
+
+    # followers of the timeline (bot.store.cursors)
+
+    def notifier_cursor(self, name: str) -> int | None:
+        """The last seq follower ``name`` finished with, or None if it never ran."""
+        with self._read() as session:
+            return cursors.get_cursor(session, name)
+
+    def set_notifier_cursor(self, name: str, seq: int) -> None:
+        with self._write() as session:
+            cursors.set_cursor(session, name, seq)
+
+    def slack_message(self, incident_id: str, key: str) -> SlackMessageRef | None:
+        """The message irbot posted (or set out to post) for ``key`` in this incident."""
+        with self._read() as session:
+            return cursors.get_message(session, incident_id, key)
+
+    def set_slack_message(
+        self, incident_id: str, key: str, channel: str, ts: str | None
+    ) -> SlackMessageRef:
+        """Remember a message; ``ts=None`` records the intent before posting."""
+        with self._write() as session:
+            return cursors.put_message(session, incident_id, key, channel, ts)
+
+    def claim_incident_slack(self, incident_id: str, channel: str, thread_ts: str) -> Incident:
+        """Like :meth:`set_incident_slack`, but only if the incident has no thread yet;
+        returns the incident, whose thread says who won."""
+        with self._write() as session:
+            return cursors.claim_slack(session, incident_id, channel, thread_ts)
+
     def verify(self) -> VerifyResult:
         """Recompute the whole chain; on failure, name the first bad event."""
         with _mapped_errors(), Session(self._snapshot) as session, session.begin():
             return chain.verify(session)
+
+    # webhook deliveries and alert groups (bot.store.deliveries)
+
+    def record_delivery(self, source: str, delivery_ids: Iterable[str], at: datetime) -> bool:
+        """Remember a webhook delivery by all its ids; True only if none was seen before
+        (atomic: two copies racing in two processes get one True)."""
+        with self._write() as session:
+            return deliveries.record(session, source, delivery_ids, at)
+
+    def claim_alert_group(self, source: str, group_key: str, at: datetime) -> int | None:
+        """Mark the group firing; its new generation, or None if it was firing already."""
+        with self._write() as session:
+            return deliveries.claim(session, source, group_key, at)
+
+    def resolve_alert_group(self, source: str, group_key: str, at: datetime) -> int | None:
+        """Mark a firing group resolved; the generation that was firing, or None."""
+        with self._write() as session:
+            return deliveries.resolve(session, source, group_key, at)
+
+    def release_alert_group(
+        self, source: str, group_key: str, generation: int, at: datetime
+    ) -> None:
+        """The run of that firing could not start: let the next firing try again."""
+        with self._write() as session:
+            deliveries.release(session, source, group_key, generation, at)
+
+    def alert_group_state(self, source: str, group_key: str) -> tuple[str, int] | None:
+        """``(state, generation)`` of a group, or None if it never fired."""
+        with self._read() as session:
+            return deliveries.state(session, source, group_key)
 
     @contextmanager
     def _write(self) -> Iterator[Session]:

@@ -1,0 +1,108 @@
+"""``/incident …``: parse the text, make one call on the service, answer the person alone.
+
+Slack wants an ack within 3 s. Each command gets :data:`ACK_BUDGET` to finish; its
+answer then *is* the ack (errors included). Past the budget the ack says what is under
+way — for ``run`` with the run id, which is chosen here and handed to the service as
+the start's idempotency key — and the answer follows through the response_url.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Awaitable
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.context.ack.async_ack import AsyncAck
+from slack_bolt.context.respond.async_respond import AsyncRespond
+
+from bot.core import slash
+from bot.core.errors import IrbotError, UsageError
+from bot.service import Service
+from bot.slack import blocks, replies
+from bot.slack.answer import Reply, follow_up, settle, spawn
+
+ACK_BUDGET = 1.5
+"""Seconds a command may take before the ack goes out without its answer. Starting a
+run measured 0.2 s (SQLite) to 0.8 s (PostgreSQL) on an idle 2-core machine; the rest
+of Slack's 3 s is left for the network and a busy server."""
+
+
+def register(app: AsyncApp, service: Service, *, budget: float = ACK_BUDGET) -> None:
+    """Listen to ``/incident`` on ``app``."""
+
+    @app.command(slash.COMMAND)
+    async def incident(ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond) -> None:
+        user = str(command.get("user_id") or "")
+        try:
+            parsed = slash.parse(str(command.get("text") or ""))
+        except UsageError as exc:
+            await _ack(ack, Reply(replies.error(exc)))
+            return
+        if isinstance(parsed, slash.Help):
+            await _ack(ack, Reply(slash.HELP))
+            return
+        if isinstance(parsed, slash.Run):
+            # The id exists before the run does, so even a late answer's ack can name it.
+            run_id = f"run-{secrets.token_hex(6)}"
+            work = settle(
+                _start(service, parsed, user, run_id),
+                what="run",
+                on_error=lambda exc: replies.not_started(run_id, exc),
+            )
+            pending = replies.starting(parsed.playbook, run_id)
+        else:
+            work = settle(_answer(service, parsed, user), what=type(parsed).__name__.lower())
+            pending = replies.working()
+        await _in_time(ack, respond, work, pending, budget)
+
+
+async def _in_time(
+    ack: AsyncAck, respond: AsyncRespond, work: Awaitable[Reply], pending: str, budget: float
+) -> None:
+    task = asyncio.ensure_future(work)
+    done, _ = await asyncio.wait({task}, timeout=budget)
+    if task in done:
+        await _ack(ack, task.result())
+        return
+    await _ack(ack, Reply(pending))
+
+    async def later() -> None:
+        await follow_up(respond, await task)
+
+    spawn(later(), "command")
+
+
+async def _ack(ack: AsyncAck, reply: Reply) -> None:
+    """Answer in the ack itself, to the person alone."""
+    await ack(text=reply.text, blocks=reply.blocks, response_type="ephemeral")
+
+
+async def _start(service: Service, command: slash.Run, user: str, run_id: str) -> Reply:
+    key = run_id.removeprefix("run-")
+    started = await service.astart(command.playbook, command.inputs, requester=user, key=key)
+    return Reply(replies.started(started.playbook, started.run_id, started.incident_id))
+
+
+async def _answer(service: Service, command: slash.Command, user: str) -> Reply:
+    if isinstance(command, slash.Status) and command.incident_id is not None:
+        rendered = blocks.incident_status_blocks(await service.astatus(command.incident_id))
+        return Reply(rendered.text, rendered.blocks)
+    if isinstance(command, slash.Status):
+        incidents, waiting = await asyncio.gather(
+            service.aopen_incidents(), service.awaiting_for(user)
+        )
+        view = blocks.home_view(incidents, waiting)
+        text = f"{len(incidents)} open incident(s); {len(waiting)} waiting for you"
+        return Reply(text, view["blocks"])
+    if isinstance(command, slash.ListIncidents):
+        rendered = blocks.incident_list_blocks(await service.aopen_incidents())
+        return Reply(rendered.text, rendered.blocks)
+    if isinstance(command, slash.Note):
+        await service.anote(command.incident_id, user=user, text=command.text)
+        return Reply(replies.noted(command.incident_id))
+    if isinstance(command, slash.Cancel):
+        run = await service.acancel(command.run_id, user=user)
+        return Reply(replies.cancelled(run.id, run.status))
+    raise IrbotError(f"no handler for {type(command).__name__}")
