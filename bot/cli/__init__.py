@@ -14,6 +14,7 @@ from bot.cli.demo import demo
 from bot.cli.output import run_guarded
 from bot.cli.playbook import playbook
 from bot.cli.runs import approve, audit, cancel, run, runs, task, timeline, worker
+from bot.cli.serve import serve
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -31,12 +32,19 @@ def cli() -> None:
       irbot worker
       irbot run leak-response -i secret_id=prod/db --as U01
       irbot approve RUN --as U02
+    \b
+    Serve Slack and webhooks (settings from the environment):
+      irbot serve --port 3000
+    \b
+    See it all work in a sandbox:
+      irbot demo
     """
 
 
 for command in (playbook, run, worker, approve, task, runs, cancel, timeline, audit):
     cli.add_command(command)
 cli.add_command(demo)
+cli.add_command(serve)
 
 
 def main() -> None:
