@@ -156,6 +156,20 @@ class Service:
         )
 
     def cancel(self, run_id: str, *, user: str) -> RunRecord:
+        """Stop a run between steps. Its requester, anyone irbot.yaml lets start its
+        playbook, and the break-glass group may; everyone else is refused."""
+        run = self.store.get_run(run_id)
+        config = self.config()
+        allowed = (
+            user == run.requester
+            or config.can_start(user, run.playbook)
+            or user in config.members(config.breakglass_group)
+        )
+        if not allowed:
+            raise UsageError(
+                f"{user} may not cancel {run_id}: only its requester, people who may start "
+                f"{run.playbook!r} (irbot.yaml) and the break-glass group can"
+            )
         return client.cancel(self.settings, self.store, run_id, user=user)
 
     # ------------------------------------------------------------------ incidents

@@ -7,6 +7,7 @@ missing resource reaches the engine as an ActionError that says whether a retry 
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Callable
@@ -27,6 +28,10 @@ from botocore.exceptions import (
 from bot.engine.actions import ActionError
 
 T = TypeVar("T")
+
+# botocore logs whole request bodies at DEBUG (PutSecretValue's SecretString included):
+# whatever the root logger's level, irbot never lets those lines out.
+logging.getLogger("botocore").setLevel(max(logging.getLogger("botocore").level, logging.INFO))
 
 AWS_ERRORS = (ClientError, BotoCoreError)
 """Everything boto3 raises for a failed call."""
