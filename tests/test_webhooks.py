@@ -605,8 +605,8 @@ def test_other_github_events_and_actions_are_ignored(irbot: Irbot, client: Clien
 def test_a_route_that_cannot_render_is_ignored_with_its_reason(
     irbot: Irbot, client: Client
 ) -> None:
-    """A route reading a field the event does not have (irbot.example.yaml's
-    ``event.secret_id`` for GitHub) answers 200 ignored naming the route; no run."""
+    """A route reading a field the event does not have (``event.secret_id`` of a GitHub
+    alert, which names no stored secret) answers 200 ignored naming the route; no run."""
     irbot.write_routes(
         "triggers:\n  - {source: github_secret_scanning, playbook: gh-leak,\n"
         "     inputs: {repository: '{{ event.secret_id }}'}}\n"
