@@ -14,15 +14,15 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.respond.async_respond import AsyncRespond
-from slack_sdk.errors import SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.core.errors import IrbotError
 from bot.engine import client as engine
 from bot.service import Service
 from bot.slack import modals, replies, values
-from bot.slack.answer import Reply, log, settle, tell
+from bot.slack.answer import Reply, settle, tell
 from bot.slack.blocks import TASK_DONE_ACTION, TASK_FAILED_ACTION
+from bot.slack.interactions import clicked, open_form, submitted
 
 
 def register(app: AsyncApp, service: Service) -> None:
@@ -36,14 +36,10 @@ def _register_done(app: AsyncApp, service: Service) -> None:
     async def done(
         ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient, respond: AsyncRespond
     ) -> None:
-        await ack()
-        where = values.where_of(body)
-        user = values.clicker(body)
-        try:
-            ref = values.task_ref(values.action_value(body))
-        except IrbotError as exc:
-            await tell(client, user, where, replies.error(exc), respond)
+        got = await clicked(ack, body, client, respond, values.task_ref)
+        if got is None:
             return
+        user, where, ref = got
         # Read-only: does the open task ask for a secret? (The engine re-checks it all.)
         try:
             task = await asyncio.to_thread(engine.open_task, service.store, ref.run_id, ref.step)
@@ -56,7 +52,7 @@ def _register_done(app: AsyncApp, service: Service) -> None:
         if task.payload.get("secret_input"):
             label = task.payload.get("secret_label")
             view = modals.secret_modal(ref, where, label if isinstance(label, str) else None)
-            await _open(client, body, view, user=user, where=where, respond=respond)
+            await open_form(client, body, view, user=user, where=where, respond=respond)
             return
         reply = await settle(_answer(service, ref, user, "done"), what="task_done")
         await tell(client, user, where, reply.text, respond)
@@ -67,32 +63,21 @@ def _register_failed(app: AsyncApp, service: Service) -> None:
     async def failed(
         ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient, respond: AsyncRespond
     ) -> None:
-        await ack()
-        where = values.where_of(body)
-        user = values.clicker(body)
-        try:
-            ref = values.task_ref(values.action_value(body))
-        except IrbotError as exc:
-            await tell(client, user, where, replies.error(exc), respond)
+        got = await clicked(ack, body, client, respond, values.task_ref)
+        if got is None:
             return
+        user, where, ref = got
         view = modals.failed_modal(ref, where)
-        await _open(client, body, view, user=user, where=where, respond=respond)
+        await open_form(client, body, view, user=user, where=where, respond=respond)
 
     @app.view(modals.FAILED_VIEW)
     async def failed_submitted(
         ack: AsyncAck, body: dict[str, Any], view: dict[str, Any], client: AsyncWebClient
     ) -> None:
-        reason = modals.submitted(view, modals.REASON_BLOCK, modals.REASON_INPUT).strip()
-        if not reason:
-            await ack(response_action="errors", errors={modals.REASON_BLOCK: "Give a reason."})
+        got = await submitted(ack, body, view, values.load_task)
+        if got is None:
             return
-        try:
-            user = values.clicker(body)
-            ref, where = values.load_task(view.get("private_metadata"))
-        except IrbotError as exc:
-            await ack(response_action="errors", errors={modals.REASON_BLOCK: exc.show()})
-            return
-        await ack()
+        reason, user, ref, where = got
         reply = await settle(_answer(service, ref, user, "failed", note=reason), what="task_failed")
         await tell(client, user, where, reply.text)
 
@@ -102,37 +87,22 @@ def _register_handover(app: AsyncApp, service: Service) -> None:
     async def secret_submitted(
         ack: AsyncAck, body: dict[str, Any], view: dict[str, Any], client: AsyncWebClient
     ) -> None:
-        secret = modals.submitted(view, modals.HANDOVER_BLOCK, modals.HANDOVER_INPUT).strip()
-        if not secret:
-            await ack(response_action="errors", errors={modals.HANDOVER_BLOCK: "Paste the secret."})
+        got = await submitted(
+            ack,
+            body,
+            view,
+            values.load_task,
+            block=modals.HANDOVER_BLOCK,
+            field=modals.HANDOVER_INPUT,
+            missing="Paste the secret.",
+        )
+        if got is None:
             return
-        try:
-            user = values.clicker(body)
-            ref, where = values.load_task(view.get("private_metadata"))
-        except IrbotError as exc:
-            await ack(response_action="errors", errors={modals.HANDOVER_BLOCK: exc.show()})
-            return
-        await ack()
+        secret, user, ref, where = got
         work = _answer(service, ref, user, "done", secret=secret)
-        del secret  # only the service holds it from here on
+        del secret, got  # only the service holds it from here on
         reply = await settle(work, what="task_secret", holds_secret=True)
         await tell(client, user, where, reply.text)
-
-
-async def _open(
-    client: AsyncWebClient,
-    body: dict[str, Any],
-    view: dict[str, Any],
-    *,
-    user: str,
-    where: values.Where,
-    respond: AsyncRespond,
-) -> None:
-    try:
-        await client.views_open(trigger_id=str(body.get("trigger_id") or ""), view=view)
-    except SlackClientError as exc:
-        log.warning("slack.modal_failed", form=view["callback_id"], error=type(exc).__name__)
-        await tell(client, user, where, replies.form_failed(), respond)
 
 
 async def _answer(

@@ -14,14 +14,13 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.respond.async_respond import AsyncRespond
-from slack_sdk.errors import SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.core.errors import IrbotError
 from bot.service import Service
 from bot.slack import modals, replies, values
-from bot.slack.answer import Reply, log, settle, tell
+from bot.slack.answer import Reply, settle, tell
 from bot.slack.blocks import APPROVE_ACTION, REJECT_ACTION
+from bot.slack.interactions import clicked, open_form, submitted
 
 
 def register(app: AsyncApp, service: Service) -> None:
@@ -29,14 +28,10 @@ def register(app: AsyncApp, service: Service) -> None:
     async def approve(
         ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient, respond: AsyncRespond
     ) -> None:
-        await ack()
-        where = values.where_of(body)
-        user = values.clicker(body)
-        try:
-            ref = values.gate_ref(values.action_value(body))
-        except IrbotError as exc:
-            await tell(client, user, where, replies.error(exc), respond)
+        got = await clicked(ack, body, client, respond, values.gate_ref)
+        if got is None:
             return
+        user, where, ref = got
         reply = await settle(_vote(service, ref, user, "approve"), what="approve")
         await tell(client, user, where, reply.text, respond)
 
@@ -45,38 +40,21 @@ def register(app: AsyncApp, service: Service) -> None:
         ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient, respond: AsyncRespond
     ) -> None:
         # The trigger_id lives 3 s: open the form before anything slow.
-        await ack()
-        where = values.where_of(body)
-        user = values.clicker(body)
-        try:
-            ref = values.gate_ref(values.action_value(body))
-        except IrbotError as exc:
-            await tell(client, user, where, replies.error(exc), respond)
+        got = await clicked(ack, body, client, respond, values.gate_ref)
+        if got is None:
             return
-        try:
-            await client.views_open(
-                trigger_id=str(body.get("trigger_id") or ""),
-                view=modals.reject_modal(ref, where),
-            )
-        except SlackClientError as exc:
-            log.warning("slack.modal_failed", form=modals.REJECT_VIEW, error=type(exc).__name__)
-            await tell(client, user, where, replies.form_failed(), respond)
+        user, where, ref = got
+        view = modals.reject_modal(ref, where)
+        await open_form(client, body, view, user=user, where=where, respond=respond)
 
     @app.view(modals.REJECT_VIEW)
     async def reject_submitted(
         ack: AsyncAck, body: dict[str, Any], view: dict[str, Any], client: AsyncWebClient
     ) -> None:
-        reason = modals.submitted(view, modals.REASON_BLOCK, modals.REASON_INPUT).strip()
-        if not reason:
-            await ack(response_action="errors", errors={modals.REASON_BLOCK: "Give a reason."})
+        got = await submitted(ack, body, view, values.load_gate)
+        if got is None:
             return
-        try:
-            user = values.clicker(body)
-            ref, where = values.load_gate(view.get("private_metadata"))
-        except IrbotError as exc:
-            await ack(response_action="errors", errors={modals.REASON_BLOCK: exc.show()})
-            return
-        await ack()
+        reason, user, ref, where = got
         vote = _vote(service, ref, user, "reject", reason=reason)
         reply = await settle(vote, what="reject")
         await tell(client, user, where, reply.text)
