@@ -368,3 +368,20 @@ async def warm_connections(http: httpx.AsyncClient, n: int) -> None:
     import asyncio
 
     await asyncio.gather(*(http.get("/healthz") for _ in range(n)))
+
+
+FINISHED = frozenset({"succeeded", "failed", "rejected", "cancelled", "expired"})
+
+
+def wait_runs(server: Server, total: int, timeout: float) -> tuple[dict[str, int], float]:
+    """Wait until ``total`` runs exist and all have finished (or ``timeout``); returns
+    the counts by status and the seconds waited."""
+    started = time.monotonic()
+    counts = server.runs_by_status()
+    while time.monotonic() - started < timeout:
+        counts = server.runs_by_status()
+        done = sum(n for status, n in counts.items() if status in FINISHED)
+        if sum(counts.values()) >= total and done == sum(counts.values()):
+            break
+        time.sleep(0.2)
+    return counts, time.monotonic() - started

@@ -34,7 +34,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _support import install, submit  # noqa: E402
+from _support import install, submit
 
 PLAYBOOK = """
 name: leak-bulk
@@ -149,8 +149,12 @@ async def one_by_one(ids: list[str], names: list[str]) -> tuple[float, float]:
 
     async def call(action: str, step: str, n: int, args: dict[str, Any]) -> None:
         ctx = ActionContext(
-            run_id="serial", step_id=step, item_index=n, attempt=1,
-            incident_id="INC-0", redactor=Redactor(),
+            run_id="serial",
+            step_id=step,
+            item_index=n,
+            attempt=1,
+            incident_id="INC-0",
+            redactor=Redactor(),
         )
         spec = catalog[action]
         assert spec.inputs is not None
@@ -162,7 +166,9 @@ async def one_by_one(ids: list[str], names: list[str]) -> tuple[float, float]:
     rotated = time.perf_counter()
     for n, name in enumerate(names):
         await call(
-            "k8s.rollout_restart", "restart", n,
+            "k8s.rollout_restart",
+            "restart",
+            n,
             {"name": name, "namespace": "production", "wait": True},
         )
     return rotated - began, time.perf_counter() - rotated
@@ -193,7 +199,9 @@ def main(secrets: int, deployments: int, rollout_seconds: float) -> None:
     print(f"{secrets} secrets, {deployments} deployments (rollout {rollout_seconds:g} s):")
     print(f"  irbot, gate granted -> run finished: {total:.2f} s")
     print(f"    rotations {rot:.2f} s, restarts {res:.2f} s")
-    print(f"  one by one: {serial:.2f} s (rotations {serial_rot:.2f} s, restarts {serial_res:.2f} s)")
+    print(
+        f"  one by one: {serial:.2f} s (rotations {serial_rot:.2f} s, restarts {serial_res:.2f} s)"
+    )
     print(
         f"  write-quota floor: {floor:.2f} s (rotations {rot_floor:.2f} s = {secrets} x "
         f"{WRITES_PER_ROTATION} writes / {QUOTA_TPS} TPS, restarts {res_floor:.2f} s)"
