@@ -8,6 +8,7 @@ the sandbox's fake Web API, started here, which records *when* each call arrived
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import itertools
@@ -21,8 +22,8 @@ import tempfile
 import textwrap
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -131,18 +132,30 @@ class Server:
     env: dict[str, str]
     fake: TimedFakeSlack
     log_path: Path
+    worker: subprocess.Popen[bytes] | None = None
+    """The separate ``irbot worker`` (``split_worker``), else None."""
     _store: Any = field(default=None, repr=False)
 
     @property
     def pid(self) -> int:
         return self.proc.pid
 
-    def rss_mib(self) -> float:
-        """The server process's resident set (VmRSS of /proc/<pid>/status), in MiB."""
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+    def rss_mib(self, pid: int | None = None) -> float:
+        """The server process's (or ``pid``'s) resident set (VmRSS in /proc), in MiB."""
+        for line in Path(f"/proc/{pid or self.pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
         raise RuntimeError("no VmRSS line")
+
+    def cpu_seconds(self, pid: int | None = None) -> float:
+        """User + system CPU time of the server process (or ``pid``) so far, all threads."""
+        stat = Path(f"/proc/{pid or self.pid}/stat").read_text()
+        fields = stat.rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def worker_cpu_seconds(self) -> float:
+        """CPU time of the separate worker process (0 without one)."""
+        return self.cpu_seconds(self.worker.pid) if self.worker is not None else 0.0
 
     def store(self) -> Any:
         """The server's timeline store, opened from this process (read-only use)."""
@@ -180,8 +193,14 @@ def install(root: Path, database_url: str | None) -> dict[str, str]:
 
 
 @contextmanager
-def running_server(database_url: str | None = None, ready_timeout: float = 90) -> Iterator[Server]:
-    """Start the fake Slack and ``irbot serve`` on a free port; stop both at the end."""
+def running_server(
+    database_url: str | None = None, *, split_worker: bool = False, ready_timeout: float = 90
+) -> Iterator[Server]:
+    """Start the fake Slack and ``irbot serve`` on a free port; stop both at the end.
+
+    ``split_worker``: runs are executed by a separate ``irbot worker`` process and the
+    server runs ``--no-worker`` (the engine's queue pollers then live in the worker).
+    """
     root = Path(tempfile.mkdtemp(prefix="irbot-bench-server-"))
     env = install(root, database_url)
     fake = TimedFakeSlack().start()
@@ -189,29 +208,52 @@ def running_server(database_url: str | None = None, ready_timeout: float = 90) -
     port = free_port()
     full = {k: v for k, v in os.environ.items() if k not in ("IRBOT_DATABASE_URL",)}
     full.update(env)
+    irbot = str(ROOT / ".venv" / "bin" / "irbot")
     log_path = root / "server.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [str(ROOT / ".venv" / "bin" / "irbot"), "serve", "--port", str(port)],
-            env=full,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=root,
-        )
-    server = Server(f"http://127.0.0.1:{port}", proc, root, env, fake, log_path)
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(
+                [irbot, *args], env=full, stdout=out, stderr=subprocess.STDOUT, cwd=root
+            )
+        procs.append(proc)
+        return proc
+
+    server: Server | None = None
     try:
+        worker = None
+        if split_worker:
+            worker = spawn(["worker"], root / "worker.log")
+            _wait_for_line(worker, root / "worker.log", "irbot worker ready", ready_timeout)
+        serve = ["serve", "--port", str(port)] + (["--no-worker"] if split_worker else [])
+        proc = spawn(serve, log_path)
+        server = Server(f"http://127.0.0.1:{port}", proc, root, env, fake, log_path)
+        server.worker = worker
         _wait_ready(server, ready_timeout)
         yield server
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if server._store is not None:
+        for proc in reversed(procs):
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if server is not None and server._store is not None:
             server._store.close()
         fake.stop()
+
+
+def _wait_for_line(proc: subprocess.Popen[bytes], log: Path, line: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if line in log.read_text(errors="replace"):
+            return
+        if proc.poll() is not None:
+            raise RuntimeError(f"irbot exited:\n{log.read_text()[-3000:]}")
+        time.sleep(0.1)
+    raise RuntimeError(f"no {line!r} in {timeout} s:\n{log.read_text()[-3000:]}")
 
 
 def _wait_ready(server: Server, timeout: float) -> None:
@@ -344,8 +386,8 @@ def ms(seconds: float) -> str:
 
 def summary(values: Sequence[float]) -> str:
     return (
-        f"n={len(values)} p50={ms(percentile(values, 50))} p95={ms(percentile(values, 95))} "
-        f"p99={ms(percentile(values, 99))} max={ms(max(values))}"
+        f"n={len(values)} min={ms(min(values))} p50={ms(percentile(values, 50))} "
+        f"p95={ms(percentile(values, 95))} p99={ms(percentile(values, 99))} max={ms(max(values))}"
     )
 
 
@@ -358,16 +400,41 @@ async def timed_post(
     return time.perf_counter() - started, response
 
 
-def client(url: str, concurrency: int) -> httpx.AsyncClient:
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+def client(url: str, connections: int = 1) -> httpx.AsyncClient:
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
     return httpx.AsyncClient(base_url=url, limits=limits, timeout=60)
 
 
-async def warm_connections(http: httpx.AsyncClient, n: int) -> None:
-    """Open ``n`` keep-alive connections (GET /healthz) so TCP set-up is not measured."""
-    import asyncio
+@asynccontextmanager
+async def senders(url: str, n: int) -> AsyncIterator[list[httpx.AsyncClient]]:
+    """``n`` independent senders, each an httpx.AsyncClient with one open connection.
 
-    await asyncio.gather(*(http.get("/healthz") for _ in range(n)))
+    Not one client with ``n`` connections: httpcore's pool then costs ~15 ms of CPU per
+    request at 200 connections (a burst of 200 GET /healthz took 2.5-8 s), and the load
+    generator, not the server, would be measured. With one client per sender the same
+    burst takes ~0.4 s.
+    """
+    async with AsyncExitStack() as stack:
+        clients = [await stack.enter_async_context(client(url)) for _ in range(n)]
+        await asyncio.gather(*(c.get("/healthz") for c in clients))  # connect now
+        yield clients
+
+
+def ack_histogram(url: str, route: str) -> dict[str, float]:
+    """The server's own ``irbot_ack_seconds`` buckets (request start -> first byte) for
+    ``route`` (``slack``, ``webhook:pagerduty``…), with ``count`` and ``sum``."""
+    found: dict[str, float] = {}
+    for line in httpx.get(f"{url}/metrics", timeout=30).text.splitlines():
+        if not line.startswith("irbot_ack_seconds") or f'route="{route}"' not in line:
+            continue
+        name, value = line.rsplit(" ", 1)
+        if "_bucket" in name:
+            found[name.split('le="')[1].split('"')[0]] = float(value)
+        elif name.startswith("irbot_ack_seconds_count"):
+            found["count"] = float(value)
+        elif name.startswith("irbot_ack_seconds_sum"):
+            found["sum"] = float(value)
+    return found
 
 
 FINISHED = frozenset({"succeeded", "failed", "rejected", "cancelled", "expired"})

@@ -15,6 +15,7 @@ from bot.cli.output import run_guarded
 from bot.cli.playbook import playbook
 from bot.cli.runs import approve, audit, cancel, run, runs, task, timeline, worker
 from bot.cli.serve import serve
+from bot.cli.shell import shell
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -45,6 +46,7 @@ for command in (playbook, run, worker, approve, task, runs, cancel, timeline, au
     cli.add_command(command)
 cli.add_command(demo)
 cli.add_command(serve)
+cli.add_command(shell)
 
 
 def main() -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -24,7 +23,10 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.core.errors import IrbotError
 from bot.core.redaction import Redactor
 from bot.slack import replies
+from bot.slack.dispatch import Reply
 from bot.slack.values import Where
+
+__all__ = ["Reply", "follow_up", "log", "settle", "spawn", "tell"]
 
 log = structlog.get_logger("irbot.slack")
 
@@ -32,12 +34,6 @@ _REDACT = Redactor()
 
 _BACKGROUND: set[asyncio.Task[Any]] = set()
 """Strong references to work that outlives its request (the loop keeps only weak ones)."""
-
-
-@dataclass(frozen=True)
-class Reply:
-    text: str
-    blocks: list[dict[str, Any]] | None = None
 
 
 async def settle(

@@ -18,9 +18,9 @@ from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.respond.async_respond import AsyncRespond
 
 from bot.core import slash
-from bot.core.errors import IrbotError, UsageError
+from bot.core.errors import UsageError
 from bot.service import Service
-from bot.slack import blocks, replies
+from bot.slack import dispatch, replies
 from bot.slack.answer import Reply, follow_up, settle, spawn
 
 ACK_BUDGET = 1.5
@@ -53,7 +53,9 @@ def register(app: AsyncApp, service: Service, *, budget: float = ACK_BUDGET) -> 
             )
             pending = replies.starting(parsed.playbook, run_id)
         else:
-            work = settle(_answer(service, parsed, user), what=type(parsed).__name__.lower())
+            work = settle(
+                dispatch.answer(service, parsed, user), what=type(parsed).__name__.lower()
+            )
             pending = replies.working()
         await _in_time(ack, respond, work, pending, budget)
 
@@ -80,29 +82,4 @@ async def _ack(ack: AsyncAck, reply: Reply) -> None:
 
 
 async def _start(service: Service, command: slash.Run, user: str, run_id: str) -> Reply:
-    key = run_id.removeprefix("run-")
-    started = await service.astart(command.playbook, command.inputs, requester=user, key=key)
-    return Reply(replies.started(started.playbook, started.run_id, started.incident_id))
-
-
-async def _answer(service: Service, command: slash.Command, user: str) -> Reply:
-    if isinstance(command, slash.Status) and command.incident_id is not None:
-        rendered = blocks.incident_status_blocks(await service.astatus(command.incident_id))
-        return Reply(rendered.text, rendered.blocks)
-    if isinstance(command, slash.Status):
-        incidents, waiting = await asyncio.gather(
-            service.aopen_incidents(), service.awaiting_for(user)
-        )
-        view = blocks.home_view(incidents, waiting)
-        text = f"{len(incidents)} open incident(s); {len(waiting)} waiting for you"
-        return Reply(text, view["blocks"])
-    if isinstance(command, slash.ListIncidents):
-        rendered = blocks.incident_list_blocks(await service.aopen_incidents())
-        return Reply(rendered.text, rendered.blocks)
-    if isinstance(command, slash.Note):
-        await service.anote(command.incident_id, user=user, text=command.text)
-        return Reply(replies.noted(command.incident_id))
-    if isinstance(command, slash.Cancel):
-        run = await service.acancel(command.run_id, user=user)
-        return Reply(replies.cancelled(run.id, run.status))
-    raise IrbotError(f"no handler for {type(command).__name__}")
+    return await dispatch.start(service, command, user, key=run_id.removeprefix("run-"))
