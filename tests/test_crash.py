@@ -199,6 +199,7 @@ def _vote(d: Drill, user: str) -> dict[str, Any]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)  # nine kill -9 and restart cycles of a real worker process
 def test_killed_workers_resume_without_repeating_finished_steps(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database_url: str
 ) -> None:

@@ -144,8 +144,11 @@ BUILTIN_MODULES: dict[str, str] = {
     "notify.email": "bot.actions.email",
 }
 """Action-name prefix -> the module whose ``register(registry)`` implements it. Modules are
-imported on first use: the SDKs behind them (boto3, kubernetes …) take seconds to import,
-and a worker should not pay for the ones its playbooks never call before it is ready."""
+imported on first use: the SDKs behind them (boto3, kubernetes …) take seconds of CPU to
+import, and a worker should neither pay for the ones its playbooks never call nor start
+slower (resuming runs after a crash waits for it). The first call of a family pays its
+import once, about a second for boto3. (Importing them all in a background thread at
+start was tried: it held the GIL and slowed the worker's start and resumes.)"""
 
 
 class Registry:
@@ -188,7 +191,7 @@ class Registry:
             ) from None
 
     def load_all(self) -> None:
-        """Import every module now (a worker warms up in the background after start)."""
+        """Import every module now (tests and tools that want every action present)."""
         for module in sorted(set(self.modules.values())):
             self._load(module)
 

@@ -8,7 +8,6 @@ instead and never launch DBOS.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -99,8 +98,6 @@ async def launch(
     await DBOS.register_queue_async(RUN_QUEUE, polling_interval_sec=QUEUE_POLL_SECONDS)
     for value in {1, *concurrency_values}:
         await workflow.ensure_fanout_queue(value, None)
-    # Import the action SDKs off the event loop now, rather than in the first step.
-    threading.Thread(target=runtime.registry.load_all, name="irbot-warmup", daemon=True).start()
     return runtime
 
 
