@@ -9,7 +9,8 @@ server process's resident memory (VmRSS) is read before the storm, right after i
 once its runs have finished.
 
 Usage: cd bench && ../.venv/bin/python alert_storm.py [--groups 100] [--alerts 100]
-       [--deliveries 5] [--concurrency 200] [--database-url postgresql://…/empty_db]
+       [--deliveries 5] [--concurrency 200] [--split-worker]
+       [--database-url postgresql://…/empty_db]
 """
 
 from __future__ import annotations
@@ -80,11 +81,14 @@ def main() -> None:
     parser.add_argument("--deliveries", type=int, default=5, help="deliveries per group")
     parser.add_argument("--concurrency", type=int, default=200)
     parser.add_argument("--database-url", default=None, help="an EMPTY PostgreSQL database")
+    parser.add_argument(
+        "--split-worker", action="store_true", help="irbot serve --no-worker + irbot worker"
+    )
     args = parser.parse_args()
     requests = storm(args.groups, args.alerts, args.deliveries)
     total_alerts = args.groups * args.alerts
 
-    with running_server(args.database_url) as server:
+    with running_server(args.database_url, split_worker=args.split_worker) as server:
         print(f"irbot serve pid {server.pid} on {server.url}")
         time.sleep(2)  # let start-up settle (the action registry warms in a thread)
         rss_before = server.rss_mib()
@@ -97,6 +101,7 @@ def main() -> None:
         rss_answered = server.rss_mib()
         counts, waited = wait_runs(server, args.groups, 150)
         rss_settled = server.rss_mib()
+        worker_rss = server.rss_mib(server.worker.pid) if server.worker is not None else None
         cpu = server.cpu_seconds() - cpu0
         runs = server.store().list_runs(limit=10 * args.groups)
         histogram = ack_histogram(server.url, "webhook:alertmanager")
@@ -126,6 +131,8 @@ def main() -> None:
         f"server RSS: before {rss_before:.1f} MiB, after the storm {rss_answered:.1f} MiB, "
         f"runs finished {rss_settled:.1f} MiB (+{rss_settled - rss_before:.1f} MiB)"
     )
+    if worker_rss is not None:
+        print(f"separate irbot worker RSS when the runs had finished: {worker_rss:.1f} MiB")
     print(f"server CPU during storm and runs: {cpu:.1f} s")
     verdict = "met" if len(runs) == args.groups else "NOT met"
     print(f"target: exactly {args.groups} runs: {len(runs)}: {verdict}")

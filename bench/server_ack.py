@@ -1,10 +1,12 @@
 """Ack latency of ``irbot serve`` under 200 concurrent requests.
 
-Three bursts against the real server (its own process), each of ``--concurrency``
+Bursts against the real server (its own process), each of ``--concurrency``
 requests sent at once by as many httpx.AsyncClient senders over already-open
 connections (see ``_server.senders``); the figure is the client-side time from sending
 a request to having its whole response, next to the server's own ack histogram:
 
+  * ``GET /healthz``: the floor of the measurement (the load generator shares the 2
+    cores; its httpx costs ~1.5 ms of CPU per request);
   * Slack ``/incident help`` (no database: the floor of a Slack request);
   * Slack ``/incident status`` (read-only: open incidents and what waits for the user);
   * Slack ``/incident run bench-respond`` (each starts a run; Bolt acks inside the
@@ -109,15 +111,21 @@ def slack_outcome(response: httpx.Response) -> str:
     if response.status_code != 200:
         return f"HTTP {response.status_code}"
     text = str(response.json().get("text", "")) if response.content else ""
+    if text.startswith("*irbot*"):
+        return "200 help"
     if "Started" in text:
         return "200 started (answer in the ack)"
     if "Starting" in text:
         return "200 starting (budget ran out; answer via response_url)"
     if "open incident" in text:
         return "200 status"
-    if "/incident run" in text:
-        return "200 help"
+    if "Working on it" in text:
+        return "200 working (budget ran out; answer via response_url)"
     return "200 other: " + text[:60]
+
+
+def health_outcome(response: httpx.Response) -> str:
+    return f"{response.status_code} {response.text}"
 
 
 def webhook_outcome(response: httpx.Response) -> str:
@@ -201,6 +209,10 @@ def main() -> None:
         settle("the one-by-one baseline")
 
         results: dict[str, Burst] = {}
+        print(f"burst: {n} x GET /healthz (the floor of the measurement itself)")
+        results["GET /healthz"] = asyncio.run(
+            burst(server, [("/healthz", b"", {}) for _ in range(n)], health_outcome, "none")
+        )
         print(f"burst: {n} x /incident help (the floor: signature, Bolt, no database)")
         results["slack /incident help"] = asyncio.run(
             burst(server, [helps() for _ in range(n)], slack_outcome, "slack")

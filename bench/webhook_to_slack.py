@@ -7,7 +7,8 @@ this process) records the first ``chat.postMessage`` that follows — the notifi
 message of the new incident. The fake answers at once, so Slack's own latency is not in
 the figure. Before each delivery the bench waits until Slack traffic has been quiet for
 ``--quiet`` seconds, so one incident's thread lines (paced at 1 post/s per channel) do
-not delay the next root.
+not delay the next root, then a random 0-1 s more, so deliveries fall at random points
+of the notifier's poll cycle.
 
 The figure is split with the timeline: request sent -> ``incident.opened`` written
 (verify, dedupe, answer, then the background start), and ``incident.opened`` ->
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import random
 import time
 from dataclasses import dataclass
 
@@ -96,10 +98,15 @@ async def one(
 
 async def measure(server: Server, args: argparse.Namespace) -> list[Sample]:
     samples = []
+    rng = random.Random(5)
     async with client(server.url) as http:
         await one(server, http, delivery(args.source, 0, "warm"))  # first use
         for i in range(args.deliveries):
             await asyncio.to_thread(wait_quiet, server, args.quiet)
+            # The quiet period ends a fixed time after the notifier's last call, i.e. at a
+            # fixed phase of its poll cycle; a random pause makes the phase random, as a
+            # real page's is (without it every sample waited the same ~0.3 s).
+            await asyncio.sleep(rng.uniform(0, 1.0))
             samples.append(await one(server, http, delivery(args.source, i + 1, "post")))
     return samples
 
