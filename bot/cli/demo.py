@@ -48,6 +48,9 @@ _MENTION = re.compile(r"<@([A-Za-z0-9._@-]+)>")
 )
 # For tests only, so not in --help: writes the demo secret's old and new values to FILE
 # (outside the data dir) so a test can prove they appear nowhere else.
+# Test hook (hidden): writes the sandbox secret's old and new values to a file outside the
+# data dir, so tests/test_demo.py can prove neither reaches any output. They are values
+# moto made up inside this process; no real secret can reach this option.
 @click.option("--reveal-secrets-to", "reveal_to", type=click.Path(path_type=Path), hidden=True)
 @json_option
 def demo(
