@@ -253,9 +253,11 @@ def test_gated_runs_through_the_cli(
 
     md = ok(h.irbot("timeline", incident, "--format", "md")).stdout
     assert md.startswith(f"# {incident}: gated: target=db-7")
-    assert f"- run `{run_id}` (gated v1): **succeeded**" in md
-    assert "| time (UTC) | event | step | actor | detail |" in md
-    assert "| approval.granted | gate | user:U03 |" in md
+    assert f"- `{run_id}` gated v1, requested by U01: **succeeded** in " in md
+    assert "| # | time (UTC) | event | step | actor | result | took | detail |" in md
+    assert "| approval.granted | gate | user:U03 | granted |" in md
+    assert "| gate | U01 | approve | refused | `" in md  # the approvals table keeps refusals
+    assert "- **Audit chain:** verified (" in md
     assert "| run.cancelled |" not in md  # that was another incident
 
     exported = json.loads(ok(h.irbot("timeline", incident, "--format", "json")).stdout)
@@ -271,8 +273,9 @@ def test_gated_runs_through_the_cli(
     assert text[0].startswith(f"{incident}: gated: target=db-7")
     assert any("approval.refused gate (user:U01): U01 requested this run" in line for line in text)
     assert any("step.succeeded boom (irbot)" in line for line in text)
-    assert "run.finished (irbot): all steps done" in text[-2]
-    assert "approval.refused (user:U04)" in text[-1]
+    assert "run.finished (irbot): all steps done" in text[-3]
+    assert "approval.refused (user:U04)" in text[-2]
+    assert text[-1].startswith("audit chain verified (")
 
 
 def test_run_wait_works_the_run_and_prints_progress(

@@ -145,19 +145,9 @@ def _waiting_hint(events: list[Any]) -> str:
 
 
 def _line(event: Any) -> str:
-    at = event.at.strftime("%H:%M:%S")
-    payload = event.payload
-    step = f" {event.step_id}" if event.step_id else ""
-    if payload.get("item") is not None:
-        step += f"[{payload['item']}]"
-    if payload.get("attempts", 1) > 1:
-        step += f" attempt {payload['attempt']}/{payload['attempts']}"
-    detail = ""
-    for key in ("error", "reason", "summary", "note", "detail", "instructions", "text"):
-        if payload.get(key):
-            detail = f": {payload[key]}"
-            break
-    return f"{at} {event.kind}{step} ({event.actor}){detail}"
+    from bot.core import report
+
+    return _entry_line(report.entry(event))
 
 
 @click.command()
@@ -417,61 +407,39 @@ def cancel(run_id: str, user: str, as_json: bool) -> None:
 @click.command()
 @click.argument("incident_id", metavar="INC-ID")
 @click.option(
-    "--format", "fmt", type=click.Choice(["text", "md", "json"]), default="text", show_default=True
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "md", "json"]),
+    default="text",
+    show_default=True,
+    help="md and json are the web page's timeline.md and timeline.json.",
 )
 def timeline(incident_id: str, fmt: str) -> None:
     """Print an incident's timeline (text, Markdown or JSON)."""
+    from bot.core import report
+
     with _store(fmt == "json") as (_settings, store):
-        incident = store.get_incident(incident_id)
-        events = store.events(incident_id=incident_id)
-        runs_ = store.list_runs(incident_id=incident_id, limit=10_000)
+        rep = store.report(incident_id)
     if fmt == "json":
-        emit_json(
-            {
-                "incident": {
-                    "id": incident.id,
-                    "title": incident.title,
-                    "status": incident.status,
-                    "severity": incident.severity,
-                    "opened_at": incident.opened_at.isoformat(),
-                },
-                "runs": [_run_dict(r) for r in runs_],
-                "events": [_event_dict(e) for e in events],
-            }
-        )
+        emit_json(report.to_dict(rep))
         return
     if fmt == "md":
-        click.echo(f"# {incident.id}: {incident.title}\n")
-        for r in runs_:
-            flag = " — **BREAK-GLASS USED**" if r.breakglass else ""
-            click.echo(f"- run `{r.id}` ({r.playbook} v{r.version}): **{r.status}**{flag}")
-        click.echo("\n| time (UTC) | event | step | actor | detail |\n|---|---|---|---|---|")
-        for e in events:
-            detail = _line(e).split(": ", 1)[1] if ": " in _line(e) else ""
-            click.echo(
-                f"| {e.at.strftime('%Y-%m-%d %H:%M:%S')} | {e.kind} | {e.step_id or ''} "
-                f"| {e.actor} | {detail.replace('|', '/')} |"
-            )
+        click.echo(report.to_markdown(rep), nl=False)
         return
     out = console()
-    out.print(f"{incident.id}: {incident.title} [{incident.status}]", markup=False)
-    for e in events:
-        out.print(_line(e), markup=False)
+    out.print(f"{rep.id}: {rep.title} [{rep.status}]", markup=False)
+    if rep.breakglass:
+        out.print("BREAK-GLASS USED: a gate was passed by one person", style="bold red")
+    for e in rep.entries:
+        out.print(_entry_line(e), markup=False)
+    style = "green" if rep.chain.ok else "bold red"
+    out.print(f"audit chain {rep.chain.label}", style=style, markup=False)
 
 
-def _event_dict(e: Any) -> dict[str, Any]:
-    return {
-        "seq": e.seq,
-        "id": e.id,
-        "at": e.at.isoformat(),
-        "kind": e.kind,
-        "actor": e.actor,
-        "run_id": e.run_id,
-        "step_id": e.step_id,
-        "payload": dict(e.payload),
-        "prev_hash": e.prev_hash,
-        "hash": e.hash,
-    }
+def _entry_line(e: Any) -> str:
+    detail = f": {e.detail}" if e.detail else ""
+    step = f" {e.step}" if e.step else ""
+    return f"{e.at.strftime('%H:%M:%S')} {e.kind}{step} ({e.actor}){detail}"
 
 
 @click.group()

@@ -11,6 +11,7 @@ from types import TracebackType
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from bot.core import report as reports
 from bot.core.timeline import NewEvent, StoredEvent, VerifyResult
 from bot.store import chain, cursors, deliveries, incidents, runs
 from bot.store.cursors import SlackMessageRef
@@ -204,6 +205,24 @@ class TimelineStore:
         """Recompute the whole chain; on failure, name the first bad event."""
         with _mapped_errors(), Session(self._snapshot) as session, session.begin():
             return chain.verify(session)
+
+    def report(
+        self, incident_id: str, *, slack_base_url: str = "https://slack.com"
+    ) -> reports.Report:
+        """One incident as people review it, with the audit chain's state read in the
+        same snapshot (pages and exports show a broken chain, never hide it)."""
+        with _mapped_errors(), Session(self._snapshot) as session, session.begin():
+            incident = incidents.to_incident(incidents.load(session, incident_id))
+            events = chain.events(session, incident_id=incident_id)
+            run_list = runs.list_runs(session, status=None, incident_id=incident_id, limit=10_000)
+            state = reports.ChainState.of(chain.verify(session))
+        return reports.build(
+            incident,
+            reversed(run_list),  # oldest first, as they happened
+            events,
+            state,
+            slack_base_url=slack_base_url,
+        )
 
     # webhook deliveries and alert groups (bot.store.deliveries)
 
