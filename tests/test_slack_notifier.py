@@ -341,3 +341,34 @@ def test_incident_channel_mode(h: Harness, fake_slack: FakeSlack) -> None:
     [pointer] = fake_slack.messages(CHANNEL)
     assert "<#C0INC00042>" in text_of(pointer)
     assert all(len(t) <= 250 and t.startswith("INC-1 · ") for t in topics)
+
+
+def test_an_append_in_this_process_wakes_the_notifier(h: Harness, fake_slack: FakeSlack) -> None:
+    """Sharing the engine's store (as `irbot serve` does), the notifier posts as soon as
+    an event is appended: with an hour between polls the root still arrives, and a
+    notifier on another store object (another process's view) does not see it early."""
+
+    async def scenario(_own: TimelineStore) -> None:
+        shared = runtime.current().store
+        async with running(make_notifier(h, shared, fake_slack, poll_seconds=3600)):
+            await asyncio.sleep(1.0)  # let its first, empty pass go by: it now sleeps
+            run_id = h.submit("drill", "U01")
+            opened = await until(event_of(shared, run_id, "incident.opened"), "incident")
+            await until(posted_for(fake_slack, CHANNEL, opened), "root", timeout=20)
+
+    drive(h, scenario)
+
+
+def test_a_notifier_on_another_store_waits_for_its_poll(h: Harness, fake_slack: FakeSlack) -> None:
+    """The control for the test above: no wake-up crosses store objects, so with an hour
+    between polls nothing is posted (the early post above is the wake-up's doing)."""
+
+    async def scenario(own: TimelineStore) -> None:
+        async with running(make_notifier(h, own, fake_slack, poll_seconds=3600)):
+            await asyncio.sleep(1.0)  # let its first, empty pass go by: it now sleeps
+            run_id = h.submit("drill", "U01")
+            await until(event_of(own, run_id, "approval.requested"), "gate")
+            await asyncio.sleep(1.0)
+            assert fake_slack.calls("chat.postMessage") == []
+
+    drive(h, scenario)

@@ -32,6 +32,7 @@ the notifier claims the thread only if it is still free (otherwise its root is d
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
 from collections import OrderedDict
@@ -250,6 +251,7 @@ class Notifier:
         self._pending: dict[tuple[str, str], _Pending] = {}
         self._threads: OrderedDict[str, _Thread] = OrderedDict()
         self._last_post: dict[str, float] = {}
+        self._wake = asyncio.Event()
         if not any(isinstance(h, AsyncRateLimitErrorRetryHandler) for h in client.retry_handlers):
             # A 429 is never ambiguous (nothing was posted), so the client may retry it.
             client.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=2))
@@ -259,6 +261,20 @@ class Notifier:
     async def run_forever(self) -> None:
         """Tick until cancelled. Expected failures (database, irbot.yaml, a revoked
         token) pause with a growing delay and are retried; nothing is skipped for them."""
+        loop = asyncio.get_running_loop()
+
+        def appended(_seq: int) -> None:
+            # Called from whichever thread appended; hand the wake-up to our loop.
+            with contextlib.suppress(RuntimeError):  # the loop closed under us
+                loop.call_soon_threadsafe(self._wake.set)
+
+        unsubscribe = self.store.on_append(appended)
+        try:
+            await self._follow()
+        finally:
+            unsubscribe()
+
+    async def _follow(self) -> None:
         failures = 0
         while True:
             try:
@@ -276,7 +292,19 @@ class Notifier:
             if self._pending:
                 soonest = min(p.due for p in self._pending.values()) - time.monotonic()
                 delay = min(delay, max(soonest, 0.0))
-            await asyncio.sleep(delay)
+            if failures:
+                await asyncio.sleep(delay)  # back off; an append must not cut the pause short
+            else:
+                await self._sleep(delay)
+
+    async def _sleep(self, delay: float) -> None:
+        """Sleep up to ``delay``, waking early when this process appends an event."""
+        if delay <= 0:
+            await asyncio.sleep(0)
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), delay)
+        self._wake.clear()
 
     async def tick(self) -> int:
         """Handle the events appended since the last tick and send the edits that are

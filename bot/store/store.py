@@ -3,7 +3,7 @@ and the timeline. Each call is its own short transaction; nothing is held open."
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from types import TracebackType
@@ -38,6 +38,7 @@ class TimelineStore:
             if postgres
             else self._engine
         )
+        self._listeners: list[Callable[[int], None]] = []
 
     @property
     def backend(self) -> str:
@@ -152,7 +153,23 @@ class TimelineStore:
         """Add ``event`` to the chain; appending a stored id again returns the stored
         event and writes nothing."""
         with self._write() as session:
-            return chain.append(session, event)
+            stored = chain.append(session, event)
+        for listener in tuple(self._listeners):
+            listener(stored.seq)
+        return stored
+
+    def on_append(self, listener: Callable[[int], None]) -> Callable[[], None]:
+        """Call ``listener(seq)`` after each committed append through *this* object (from
+        the appending thread; it must not block). Followers in the same process use it to
+        wake at once instead of waiting for their next poll; other processes still poll.
+        Returns a function that unsubscribes."""
+        self._listeners.append(listener)
+
+        def remove() -> None:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+        return remove
 
     def events(
         self, incident_id: str | None = None, run_id: str | None = None
