@@ -182,3 +182,13 @@ def _dbos_console_handler() -> None:
     from dbos._logger import init_logger
 
     init_logger()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_dbos_clients() -> Iterator[None]:
+    """Each test's databases are its own: drop the process's shared DBOS clients after
+    it (a later test must not reuse a client on a dropped PostgreSQL database)."""
+    yield
+    from bot.engine.client import close_clients
+
+    close_clients()

@@ -459,10 +459,13 @@ class Notifier:
             self._threads.move_to_end(incident_id)
             return cached
         incident = await _db(self.store.get_incident, incident_id)
-        opened = next(
-            (e for e in await _db(self.store.events, incident_id) if e.kind == INCIDENT_OPENED),
-            None,
-        )
+        if event.kind == INCIDENT_OPENED:
+            opened: StoredEvent | None = event  # the usual case: no need to read it back
+        else:
+            opened = next(
+                (e for e in await _db(self.store.events, incident_id) if e.kind == INCIDENT_OPENED),
+                None,
+            )
         if not (incident.slack_channel and incident.slack_thread_ts):
             incident = await self._post_root(incident, opened, config, event.seq)
         if not (incident.slack_channel and incident.slack_thread_ts):
