@@ -10,7 +10,7 @@ a request to having its whole response, next to the server's own ack histogram:
   * Slack ``/incident help`` (no database: the floor of a Slack request);
   * Slack ``/incident status`` (read-only: open incidents and what waits for the user);
   * Slack ``/incident run bench-respond`` (each starts a run; Bolt acks inside the
-    command's budget, ``bot/slack/commands.py`` ACK_BUDGET = 1.5 s);
+    command's budget, ``bot/slack/commands.py`` ACK_BUDGET);
   * PagerDuty ``incident.triggered`` deliveries, signed, distinct event and incident ids
     (each answered 202 and starting a run after the answer).
 

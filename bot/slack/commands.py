@@ -23,10 +23,11 @@ from bot.service import Service
 from bot.slack import dispatch, replies
 from bot.slack.answer import Reply, follow_up, settle, spawn
 
-ACK_BUDGET = 1.5
-"""Seconds a command may take before the ack goes out without its answer. Starting a
-run measured 0.2 s (SQLite) to 0.8 s (PostgreSQL) on an idle 2-core machine; the rest
-of Slack's 3 s is left for the network and a busy server."""
+ACK_BUDGET = 0.25
+"""Seconds a command may take before the ack goes out without its answer (which then
+follows through the response_url). An idle start takes ~0.05-0.13 s on SQLite and more
+on PostgreSQL; a longer budget only made every ack of a burst wait for it (bench/
+server_ack.py measured p99 2-2.7 s at 1.5 s) and came close to Bolt's 3 s limit."""
 
 
 def register(app: AsyncApp, service: Service, *, budget: float = ACK_BUDGET) -> None:

@@ -13,6 +13,7 @@ sender retries later).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,6 +30,10 @@ from bot.service import Service
 from bot.webhooks.body import read_body
 from bot.webhooks.secrets import ALERTMANAGER, GENERIC, GITHUB, PAGERDUTY, WebhookSecrets
 from bot.webhooks.work import Claim, NoteRun, StartRun
+
+STARTS_IN_FLIGHT = 4
+"""Runs being started at once from webhook deliveries (the rest wait their turn after
+their answer); a burst's answers then do not queue behind its starts."""
 
 log = structlog.get_logger("irbot.webhooks")
 
@@ -77,6 +82,7 @@ class Endpoints:
         self.secrets = secrets
         self.observe = observe or (lambda source, result: None)
         self.clock = clock or _utcnow
+        self.starts = asyncio.Semaphore(STARTS_IN_FLIGHT)
 
     # ------------------------------------------------------------------ answering
 
@@ -250,7 +256,9 @@ class Endpoints:
         trigger: Mapping[str, Any],
         claim: Claim | None = None,
     ) -> Outcome:
-        work = StartRun(self.service, source, match, key, f"webhook:{source}", trigger, claim)
+        work = StartRun(
+            self.service, source, match, key, f"webhook:{source}", trigger, self.starts, claim
+        )
         return accepted(work, playbook=match.playbook, run=f"run-{key}", route=match.route)
 
 

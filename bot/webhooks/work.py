@@ -8,6 +8,7 @@ group's next firing tries again.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -40,19 +41,23 @@ class StartRun:
     key: str
     requester: str
     trigger: Mapping[str, Any]
+    slots: asyncio.Semaphore
+    """Bounds the starts in flight: under a burst, 200 starts at once would hold the
+    database and the thread pool while the next deliveries wait for their answers."""
     claim: Claim | None = None
 
     async def __call__(self) -> None:
         """Start the run. The last-resort boundary of a webhook: the answer is sent, so
         an error of any kind is logged and swallowed instead of reaching the server."""
         try:
-            started = await self.service.astart(
-                self.match.playbook,
-                self.match.inputs,
-                requester=self.requester,
-                trigger=dict(self.trigger),
-                key=self.key,
-            )
+            async with self.slots:
+                started = await self.service.astart(
+                    self.match.playbook,
+                    self.match.inputs,
+                    requester=self.requester,
+                    trigger=dict(self.trigger),
+                    key=self.key,
+                )
         except IrbotError as exc:
             await self._failed(exc.show())
             return
