@@ -100,3 +100,22 @@ def test_concurrent_claims_after_resolution_have_one_winner(stores: list[Timelin
     assert sorted(results, key=str) == [2] + [None] * 19
     resolved = race(stores, 10, lambda s: s.resolve_alert_group("alertmanager", GROUP, AT))
     assert sorted(resolved, key=str) == [2] + [None] * 9
+
+
+def test_old_deliveries_are_pruned_and_recent_ones_kept(stores: list[TimelineStore]) -> None:
+    """Pruning drops ids received before the cut-off (a redelivery of one is new again,
+    which is why the server keeps 30 days); recent ids stay duplicates; alert groups are
+    untouched (their generations name runs)."""
+    store = stores[0]
+    old, recent = AT - timedelta(days=40), AT - timedelta(days=1)
+    assert store.record_delivery("pagerduty", ["event:OLD1", "webhook:OLD1"], old)
+    assert store.record_delivery("github", ["delivery:RECENT"], recent)
+    assert store.claim_alert_group("alertmanager", GROUP, old) == 1
+
+    assert store.prune_deliveries(AT - timedelta(days=30)) == 2
+    assert store.prune_deliveries(AT - timedelta(days=30)) == 0
+    assert store.record_delivery("github", ["delivery:RECENT"], AT) is False
+    assert store.record_delivery("pagerduty", ["event:OLD1"], AT) is True
+    assert store.alert_group_state("alertmanager", GROUP) == ("firing", 1)
+    with pytest.raises(ValueError, match="naive"):
+        store.prune_deliveries(datetime(2026, 1, 1))  # noqa: DTZ001

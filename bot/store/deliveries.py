@@ -28,6 +28,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    delete,
     select,
     update,
 )
@@ -91,6 +92,15 @@ def record(session: Session, source: str, delivery_ids: Iterable[str], at: datet
         for i in ids
     ]
     return all(inserted)
+
+
+def prune(session: Session, before: datetime) -> int:
+    """Forget deliveries received before ``before``; how many were dropped. Senders
+    retry for hours, not weeks, so old ids only grow the table. Alert groups are never
+    pruned: their generation numbers name runs and must not restart at 1."""
+    when = require_utc("before", before)
+    result = session.execute(delete(deliveries).where(deliveries.c.received_at < when))
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def group_hash(group_key: str) -> str:

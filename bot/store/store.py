@@ -249,6 +249,11 @@ class TimelineStore:
         with self._write() as session:
             return deliveries.record(session, source, delivery_ids, at)
 
+    def prune_deliveries(self, before: datetime) -> int:
+        """Forget webhook deliveries received before ``before``; how many were dropped."""
+        with self._write() as session:
+            return deliveries.prune(session, before)
+
     def claim_alert_group(self, source: str, group_key: str, at: datetime) -> int | None:
         """Mark the group firing; its new generation, or None if it was firing already."""
         with self._write() as session:
