@@ -8,6 +8,7 @@ variable instead of a traceback deep inside a command.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,9 @@ class Settings:
     """IRBOT_PLAYBOOKS: the playbooks directory (default ./playbooks)."""
     local_approvals: bool
     """IRBOT_LOCAL_APPROVALS=1 lets `irbot approve` vote (local use and tests only)."""
+    executor_id: str = "local"
+    """IRBOT_EXECUTOR_ID: the base of this worker's DBOS executor id; a second live
+    worker on the same database gets ``<base>-2`` and so on (bot.store.executors)."""
 
     @property
     def uses_postgres(self) -> bool:
@@ -45,6 +49,8 @@ class Settings:
         return f"sqlite:///{self.data_dir / 'dbos.sqlite'}"
 
 
+_EXECUTOR_ID = re.compile(r"[A-Za-z0-9._-]{1,48}")
+
 _FLAGS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False, "": False}
 
 
@@ -60,10 +66,17 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     flag = env.get("IRBOT_LOCAL_APPROVALS", "").strip().lower()
     if flag not in _FLAGS:
         raise ConfigError(f"IRBOT_LOCAL_APPROVALS must be 1 or 0, got {flag!r}")
+    executor = env.get("IRBOT_EXECUTOR_ID") or "local"
+    if not _EXECUTOR_ID.fullmatch(executor):
+        raise ConfigError(
+            "IRBOT_EXECUTOR_ID must be 1-48 letters, digits, '.', '_' or '-', "
+            f"got {executor[:60]!r}"
+        )
     return Settings(
         data_dir=Path(env.get("IRBOT_DATA_DIR") or ".irbot"),
         database_url=url,
         config_path=Path(env.get("IRBOT_CONFIG") or "irbot.yaml"),
         playbooks_dir=Path(env.get("IRBOT_PLAYBOOKS") or "playbooks"),
         local_approvals=_FLAGS[flag],
+        executor_id=executor,
     )

@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 from bot.core.config import Config, load_config
 from bot.core.redaction import Redactor
+from bot.engine import liveness
 from bot.engine.actions import Registry, default_registry
+from bot.engine.liveness import Keeper
 from bot.settings import Settings
 
 if TYPE_CHECKING:
@@ -38,6 +40,8 @@ class Runtime:
     store: TimelineStore
     registry: Registry = field(default_factory=default_registry)
     redactor: Redactor = field(default_factory=Redactor)
+    keeper: Keeper | None = None
+    """Holds this worker's executor lease (bot.engine.liveness)."""
 
     def config(self) -> Config:
         """irbot.yaml read now: group membership counts at the time of a decision."""
@@ -83,22 +87,35 @@ async def launch(
 
     store = store or open_store(settings)
     runtime = Runtime(settings, store, registry or default_registry())
+    lease = liveness.take(store, settings.executor_id)
     config: DBOSConfig = {
         "name": APP_NAME,
         "system_database_url": settings.dbos_url(),
         "application_version": ENGINE_VERSION,
+        "executor_id": lease.executor_id,
         "log_level": "ERROR",
         "notification_listener_polling_interval_sec": 0.05,
     }
     if not settings.uses_postgres:
         config["system_database_engine"] = sqlite_engine(settings.dbos_url())
     DBOS(config=config)
-    DBOS.launch()
+    DBOS.launch()  # resumes the runs left pending under this lease's id
     _Holder.runtime = runtime
+    runtime.keeper = liveness.Keeper(store, lease, _recover)
+    runtime.keeper.start()
     await DBOS.register_queue_async(RUN_QUEUE, polling_interval_sec=QUEUE_POLL_SECONDS)
     for value in {1, *concurrency_values}:
         await workflow.ensure_fanout_queue(value, None)
     return runtime
+
+
+def _recover(executor_id: str) -> int:
+    """Resume the runs a dead worker left pending; how many."""
+    from dbos import DBOS
+
+    # DBOS 3.4 keeps this classmethod private (Conductor normally calls it); it
+    # re-enqueues the workflows, so exactly one worker dequeues each.
+    return len(DBOS._recover_pending_workflows([executor_id]))
 
 
 def sqlite_engine(url: str) -> Any:
@@ -133,7 +150,10 @@ def shutdown() -> None:
 
     from bot.engine import workflow
 
+    runtime = _Holder.runtime
     DBOS.destroy(destroy_registry=False)
     workflow.forget_queues()
-    _Holder.runtime.store.close()
+    if runtime.keeper is not None:
+        runtime.keeper.stop()  # after DBOS: nothing of ours runs once the lease is free
+    runtime.store.close()
     _Holder.runtime = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import TracebackType
 
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from bot.core import report as reports
 from bot.core.timeline import NewEvent, StoredEvent, VerifyResult
-from bot.store import chain, cursors, deliveries, incidents, runs
+from bot.store import chain, cursors, deliveries, executors, incidents, runs
 from bot.store.cursors import SlackMessageRef
 from bot.store.database import make_engine, writer
 from bot.store.errors import StoreError
@@ -275,6 +275,48 @@ class TimelineStore:
         """``(state, generation)`` of a group, or None if it never fired."""
         with self._read() as session:
             return deliveries.state(session, source, group_key)
+
+    # executor leases (bot.store.executors)
+
+    def lease_executor(
+        self,
+        base: str,
+        *,
+        host: str,
+        pid: int,
+        now: datetime,
+        dead_after: timedelta,
+        pid_alive: Callable[[int], bool],
+    ) -> str:
+        """The DBOS executor id this process may run under (``base`` or ``base-<n>``)."""
+        with self._write() as session:
+            return executors.lease(
+                session,
+                base=base,
+                host=host,
+                pid=pid,
+                now=now,
+                dead_after=dead_after,
+                pid_alive=pid_alive,
+            )
+
+    def beat_executor(self, executor_id: str, *, host: str, pid: int, now: datetime) -> bool:
+        """Renew the lease; False if another process took it over."""
+        with self._write() as session:
+            return executors.beat(session, executor_id, host=host, pid=pid, now=now)
+
+    def release_executor(self, executor_id: str, *, host: str, pid: int) -> None:
+        with self._write() as session:
+            executors.release(session, executor_id, host=host, pid=pid)
+
+    def stale_executors(self, now: datetime, dead_after: timedelta) -> list[tuple[str, datetime]]:
+        with self._read() as session:
+            return executors.stale(session, now=now, dead_after=dead_after)
+
+    def reap_executor(self, executor_id: str, beat_at: datetime) -> bool:
+        """True for the one caller that should resume the dead executor's runs."""
+        with self._write() as session:
+            return executors.reap(session, executor_id, beat_at)
 
     @contextmanager
     def _write(self) -> Iterator[Session]:
