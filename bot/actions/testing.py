@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import json
+import logging
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -89,8 +90,30 @@ async def destructive(inputs: Any, ctx: ActionContext) -> Mapping[str, Any]:
     return {**dict(inputs), "deduplicated": done}
 
 
+async def secret(inputs: Any, ctx: ActionContext) -> Mapping[str, Any]:
+    """Handle a secret the careless way, on purpose: read it by reference and mark it (as
+    every real action does), then log it, log an exception carrying it, and return, fail
+    or crash with it. Nothing of it may reach a sink (tests/test_canaries.py)."""
+    value = os.environ.get(inputs.from_env, "")
+    if not value:
+        raise ActionError(f"{inputs.from_env} is not set", retryable=False)
+    ctx.mark_secret(value)
+    ctx.logger().warning("test.secret.read", detail=f"read {value}")
+    logging.getLogger(__name__).warning("a library line with the value: %s", value)
+    try:
+        raise LookupError(f"lookup failed for {value}")
+    except LookupError:
+        ctx.logger().exception("test.secret.traceback")
+    if inputs.then == "fail":
+        raise ActionError(f"the backend refused {value}", retryable=False)
+    if inputs.then == "crash":
+        raise RuntimeError(f"unexpected answer carrying {value}")
+    return {"value": value, "ref": f"env:{inputs.from_env}"}
+
+
 def register(registry: Registry) -> None:
     registry.function("test.noop")(noop)
     registry.function("test.sleep")(sleep)
     registry.function("test.fail_times")(fail_times)
     registry.function("test.destructive")(destructive)
+    registry.function("test.secret")(secret)

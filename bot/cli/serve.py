@@ -42,4 +42,5 @@ def serve(host: str, port: int, socket_mode: bool, no_worker: bool) -> None:
         fail(exc, as_json=False)
     mode = "Socket Mode" if socket_mode else f"HTTP mode: POST http://{host}:{port}/slack/events"
     console().print(f"irbot serving on http://{host}:{port} (Slack {mode})", markup=False)
-    uvicorn.run(app, host=host, port=port, log_level="warning", lifespan="on")
+    # log_config=None: uvicorn's lines go through irbot's handler (bot/logs.py), redacted.
+    uvicorn.run(app, host=host, port=port, log_level="warning", log_config=None, lifespan="on")

@@ -7,6 +7,7 @@ from typing import Any
 
 from bot.core.errors import InputError
 from bot.core.playbook import Playbook
+from bot.core.redaction import Redactor, is_secret_key
 from bot.core.validate import _suggest
 
 
@@ -46,7 +47,9 @@ def resolve(raw: Mapping[str, Any], playbook: Playbook) -> dict[str, Any]:
             problems.append(f"unknown input {key!r}{_suggest(key, declared)} (inputs: {known})")
     values: dict[str, Any] = {}
     for name, spec in declared.items():
-        if name in raw:
+        if name in raw and (problem := _secret(name, raw[name])) is not None:
+            problems.append(problem)
+        elif name in raw:
             try:
                 values[name] = spec.coerce(raw[name])
             except ValueError as exc:
@@ -61,3 +64,25 @@ def resolve(raw: Mapping[str, Any], playbook: Playbook) -> dict[str, Any]:
     if problems:
         raise InputError(problems, playbook=playbook.name)
     return values
+
+
+_PATTERNS = Redactor()
+
+
+def _secret(name: str, value: Any) -> str | None:
+    """Secrets never enter as inputs: a run's inputs are stored with it (DBOS keeps them
+    to resume the run) and templates copy them into step arguments, Slack messages and
+    the timeline. A secret moves by reference; the problem names the input, never the
+    value, so refusing it does not repeat it."""
+    if value in (None, "", []):
+        return None
+    items = value if isinstance(value, list) else [value]
+    if is_secret_key(name) or any(
+        isinstance(item, str) and _PATTERNS.text(item) != item for item in items
+    ):
+        return (
+            f"input {name!r} looks like a secret (a password, token or key): irbot never "
+            "takes secret values as inputs; give the secret's name or ARN in Secrets "
+            "Manager, or hand it over in a manual task with secret_input"
+        )
+    return None

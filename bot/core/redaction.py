@@ -72,7 +72,7 @@ class Redactor:
             return self.text(value)
         if isinstance(value, Mapping):
             return {
-                k: MASK if _secret_key(k) and v not in (None, "") else self(v)
+                k: MASK if is_secret_key(k) and v not in (None, "") else self(v)
                 for k, v in value.items()
             }
         if isinstance(value, list | tuple):
@@ -80,5 +80,6 @@ class Redactor:
         return value
 
 
-def _secret_key(key: object) -> bool:
+def is_secret_key(key: object) -> bool:
+    """Whether values under this key name are always secret (``password``, ``token`` …)."""
     return isinstance(key, str) and key.lower().replace("-", "_") in SECRET_KEYS

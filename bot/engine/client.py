@@ -133,7 +133,8 @@ def submit(
     run_id = run_id or new_run_id()
     now = utcnow()
     redact = Redactor()
-    title = f"{name}: " + ", ".join(f"{k}={v}" for k, v in inputs.items() if v not in (None, []))
+    shown = redact(dict(inputs))  # by key name too (inputs.resolve refuses secrets first)
+    title = f"{name}: " + ", ".join(f"{k}={v}" for k, v in shown.items() if v not in (None, []))
     incident = store.open_incident(
         key=run_id, title=redact.text(title)[:200], severity="high", playbook=name, at=now
     )

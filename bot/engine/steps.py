@@ -19,6 +19,7 @@ import structlog
 from dbos import DBOS
 from pydantic import ValidationError
 
+from bot import logs
 from bot.core import inputs as input_rules
 from bot.core.catalog import default_catalog
 from bot.core.errors import ConfigError, InputError, NotFoundError, PlaybookInvalid
@@ -250,7 +251,8 @@ async def _invoke(call: Mapping[str, Any]) -> dict[str, Any]:
         trigger=call.get("trigger") or {},
         incident=StoreIncidentLink(call["incident_id"]),
     )
-    result = await _attempt(action, inputs, ctx, call)
+    with logs.masking(ctx.secrets):  # what the action marks secret is masked in its logs too
+        result = await _attempt(action, inputs, ctx, call)
     # Whatever the action touched that is secret is masked before DBOS checkpoints it.
     return rt.redactor.with_values(ctx.secrets)(result)  # type: ignore[no-any-return]
 
@@ -309,7 +311,13 @@ _KINDS = {"succeeded": STEP_SUCCEEDED, "skipped": STEP_SKIPPED}
 
 @DBOS.step(name="irbot.action")
 async def call_action(call: dict[str, Any]) -> dict[str, Any]:
-    """One attempt of one action (for one item), and its timeline event."""
+    """One attempt of one action (for one item), and its timeline event; every line logged
+    meanwhile carries the call's ids (:func:`log_ids`)."""
+    with structlog.contextvars.bound_contextvars(**log_ids(call)):
+        return await _call_action(call)
+
+
+async def _call_action(call: dict[str, Any]) -> dict[str, Any]:
     rt = runtime.current()
     began = time.perf_counter()
     result: dict[str, Any] = rt.redactor(await _invoke(call))
@@ -336,3 +344,17 @@ async def call_action(call: dict[str, Any]) -> dict[str, Any]:
         discriminator=f"{call['item_index']}#{call['attempt']}",
     )
     return result
+
+
+def log_ids(call: Mapping[str, Any]) -> dict[str, Any]:
+    """What every line logged during an action call carries, the action's own lines and
+    its libraries' included (bot/logs.py merges them in)."""
+    ids = {
+        "incident_id": call["incident_id"],
+        "run_id": call["run_id"],
+        "step": call["step_id"],
+        "action": call["action"],
+    }
+    if call["item_index"] is not None:
+        ids["item"] = call["item_index"]
+    return ids

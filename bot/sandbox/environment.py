@@ -26,13 +26,16 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from bot.sandbox import SandboxError, cast
 from bot.sandbox.aws import MotoServer
 from bot.sandbox.kube import FakeKube
 from bot.sandbox.slack import FakeSlack
 from bot.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from bot.logs import Choice
 
 PLAYBOOK = "leak-response"
 SECRET_ID = "prod/orders/db"  # noqa: S105 - a name in Secrets Manager, not a value
@@ -78,6 +81,7 @@ class Sandbox:
         self.env: dict[str, str] = {}
         self._saved_env: dict[str, str] | None = None
         self._log: IO[str] | None = None
+        self._logs_before: Choice | None = None
         self._started: list[Any] = []
         self._rollouts: dict[str, tuple[int, int, int, int]] = {}
         self.secret_arn = ""
@@ -135,9 +139,9 @@ class Sandbox:
             self._started.pop().stop()
         self._restore_env()
         if self._log is not None:
-            import structlog
+            from bot import logs
 
-            structlog.reset_defaults()
+            logs.restore(self._logs_before)  # the process's own logs, as before start()
             self._log.close()
             self._log = None
         if self.temporary and not self.keep:
@@ -190,26 +194,10 @@ class Sandbox:
 
     def _configure_logs(self) -> None:
         """Action logs go to DIR/irbot.log as redacted JSON lines, not over the story."""
-        import structlog
-
-        from bot.core.redaction import Redactor
-
-        redactor = Redactor()
-
-        def redact(_logger: Any, _name: str, event: Any) -> Any:
-            return redactor(event)
+        from bot import logs
 
         self._log = (self.root / "irbot.log").open("a", encoding="utf-8")
-        structlog.configure(
-            processors=[
-                structlog.processors.add_log_level,
-                structlog.processors.TimeStamper(fmt="iso", utc=True),
-                redact,
-                structlog.processors.JSONRenderer(),
-            ],
-            logger_factory=structlog.WriteLoggerFactory(file=self._log),
-            cache_logger_on_first_use=False,
-        )
+        self._logs_before = logs.configure(json=True, stream=self._log)
 
     def _seed(self) -> None:
         """The leaked secret (a generic JSON credential) and the deployments that read it."""

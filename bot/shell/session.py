@@ -11,12 +11,12 @@ timeline. Runs that are still going stay queued for the next worker.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, MutableMapping
-from typing import Any, TextIO
+from collections.abc import Callable
+from typing import TextIO
 
 import structlog
 
-from bot import __version__
+from bot import __version__, logs
 from bot.core.config import load_config
 from bot.core.errors import IrbotError
 from bot.core.redaction import Redactor
@@ -87,24 +87,11 @@ class Session:
 
 
 def configure_logs(settings: Settings) -> TextIO:
-    """Logs (redacted JSON lines) go to DATA_DIR/shell.log: on the screen they would
-    break into the conversation. Returns the open file, for the caller to close."""
+    """Logs (redacted JSON lines, bot/logs.py) go to DATA_DIR/shell.log: on the screen they
+    would break into the conversation. Returns the open file, for the caller to close."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     handle = (settings.data_dir / LOG_FILE).open("a", encoding="utf-8")
-
-    def redact(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> Any:
-        return _REDACT(event)
-
-    structlog.configure(
-        processors=[
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            redact,
-            structlog.processors.JSONRenderer(),
-        ],
-        logger_factory=structlog.WriteLoggerFactory(file=handle),
-        cache_logger_on_first_use=False,
-    )
+    logs.configure(json=True, stream=handle)
     return handle
 
 

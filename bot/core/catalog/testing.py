@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from bot.core.catalog import ActionInput, ActionSpec
@@ -18,6 +20,13 @@ class FailTimes(ActionInput):
     message: str = "planned failure"
 
 
+class Secret(ActionInput):
+    from_env: str = Field(pattern=r"^[A-Z][A-Z0-9_]*$")
+    """The environment variable that holds the secret: a reference, as real actions get."""
+    then: Literal["return", "fail", "crash"] = "return"
+    """Return the value in the outputs, fail with it in the message, or crash with it."""
+
+
 SPECS = (
     ActionSpec("test.noop", "Do nothing; return ``with`` as the outputs.", None, None),
     ActionSpec("test.sleep", "Sleep, then succeed.", Sleep, ("slept",)),
@@ -28,5 +37,12 @@ SPECS = (
         None,
         None,
         destructive=True,
+    ),
+    ActionSpec(
+        "test.secret",
+        "Read a secret by reference, mark it, log it, then return, fail or crash with it: "
+        "the canary tests prove the engine masks it everywhere.",
+        Secret,
+        ("value", "ref"),
     ),
 )
