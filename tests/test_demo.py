@@ -45,15 +45,24 @@ def irbot(tmp_path: Path, *args: str, **extra_env: str) -> subprocess.CompletedP
 
 def markdown_kinds(text: str) -> list[str]:
     """The event column of the Markdown timeline's table, top to bottom."""
-    return re.findall(r"^\| \d{4}-\d\d-\d\d \d\d:\d\d:\d\d \| ([a-z_.]+) \|", text, re.M)
+    return re.findall(r"^\| \d+ \| \d{4}-\d\d-\d\d \d\d:\d\d:\d\d \| ([a-z_.]+) \|", text, re.M)
 
 
 @pytest.fixture(scope="module")
 def json_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any, str, dict[str, str]]:
-    """One `irbot demo --json --data-dir DIR` for the module: (root, report, stderr, secrets)."""
+    """One `irbot demo --json --data-dir DIR --html F` for the module: (root, report,
+    stderr, secrets). The HTML goes into the data dir, so the leak check reads it too."""
     root = tmp_path_factory.mktemp("demo-json")
     done = irbot(
-        root, "demo", "--json", "--data-dir", "sandbox", "--reveal-secrets-to", "revealed.json"
+        root,
+        "demo",
+        "--json",
+        "--data-dir",
+        "sandbox",
+        "--html",
+        "sandbox/timeline.html",
+        "--reveal-secrets-to",
+        "revealed.json",
     )
     assert done.returncode == 0, done.stdout + done.stderr
     report = json.loads(done.stdout)
@@ -105,8 +114,8 @@ def test_demo_rotates_the_secret_and_restarts_the_deployments(
 def test_demo_verifies_the_audit_chain_and_exports_markdown(
     json_run: tuple[Path, Any, str, dict[str, str]],
 ) -> None:
-    """The audit chain verified over every event, and the Markdown file holds the same
-    events in the same order."""
+    """The audit chain verified over every event, and the Markdown and HTML files hold
+    the same events in the same order."""
     root, report, _, _ = json_run
     assert report["audit"]["ok"] is True
     assert report["audit"]["checked"] == len(report["events"])
@@ -116,6 +125,10 @@ def test_demo_verifies_the_audit_chain_and_exports_markdown(
     text = markdown.read_text()
     assert text.startswith(f"# {report['incident_id']}: leak-response")
     assert markdown_kinds(text) == [e["kind"] for e in report["events"]]
+    page = Path(report["html"])
+    assert page == root / "sandbox" / "timeline.html"
+    rows = re.findall(r'<tr id="ev-\d+" data-seq="\d+" data-kind="([a-z_.]+)"', page.read_text())
+    assert rows == [e["kind"] for e in report["events"]]
 
 
 def test_demo_leaks_no_secret_value(json_run: tuple[Path, Any, str, dict[str, str]]) -> None:

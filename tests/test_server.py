@@ -11,7 +11,8 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -21,6 +22,7 @@ import uvicorn
 from bot.core.errors import ConfigError
 from bot.settings import load_settings
 from bot.slack import blocks
+from bot.store import TimelineStore
 from bot.web.app import create_app
 from bot.web.settings import load_server_settings
 from tests.engine_support import Harness
@@ -78,6 +80,42 @@ def server(installation: Harness) -> Iterator[str]:
     finally:
         uv.should_exit = True
         thread.join(timeout=30)
+
+
+@pytest.fixture
+def old_delivery(installation: Harness) -> str:
+    """A PagerDuty delivery id recorded 40 days ago, before the server starts."""
+    store = TimelineStore(load_settings().store_url())
+    try:
+        store.migrate()
+        when = datetime.now(UTC) - timedelta(days=40)
+        assert store.record_delivery("pagerduty", ["event:OLD"], when)
+        assert store.record_delivery("pagerduty", ["event:RECENT"], datetime.now(UTC))
+    finally:
+        store.close()
+    return "event:OLD"
+
+
+def test_the_server_forgets_deliveries_older_than_30_days(
+    installation: Harness, old_delivery: str, server: str
+) -> None:
+    """At start the server prunes delivery ids past the retention; recent ones stay."""
+    store = TimelineStore(load_settings().store_url())
+    try:
+        wait_until_sync(
+            lambda: store.record_delivery("pagerduty", [old_delivery], datetime.now(UTC))
+        )
+        assert store.record_delivery("pagerduty", ["event:RECENT"], datetime.now(UTC)) is False
+    finally:
+        store.close()
+
+
+def wait_until_sync(check: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out")
+        time.sleep(0.1)
 
 
 def test_missing_settings_stop_the_server_naming_the_variable(

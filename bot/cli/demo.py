@@ -46,6 +46,12 @@ _MENTION = re.compile(r"<@([A-Za-z0-9._@-]+)>")
     help="Where to write the Markdown timeline. Default: in the data dir when it is kept, "
     "else ./irbot-demo-INC-N.md.",
 )
+@click.option(
+    "--html",
+    "html_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the timeline as one HTML file (the web page, offline) to PATH.",
+)
 # For tests only, so not in --help: writes the demo secret's old and new values to FILE
 # (outside the data dir) so a test can prove they appear nowhere else.
 # Test hook (hidden): writes the sandbox secret's old and new values to a file outside the
@@ -57,6 +63,8 @@ def demo(
     data_dir: Path | None,
     keep: bool,
     markdown_path: Path | None,
+    *,
+    html_path: Path | None,
     reveal_to: Path | None,
     as_json: bool,
 ) -> None:
@@ -66,12 +74,12 @@ def demo(
     moto stands in for AWS, a local API emulator for Kubernetes, a local fake for
     Slack, SQLite for the database; three simulated people (alice, bob, carol) start
     the run, try a self-approval, approve it and do the manual tasks. At the end: the
-    timeline, the audit-chain check and a Markdown export.
+    timeline, the audit-chain check and a Markdown export (and HTML with --html).
     """
     started = time.perf_counter()
     show = _Show(as_json)
     try:
-        report = _run(data_dir, keep, markdown_path, reveal_to, show)
+        report = _run(data_dir, keep, markdown_path, show, html_path=html_path, reveal_to=reveal_to)
     except IrbotError as exc:
         if not as_json:
             console(stderr=True).print(
@@ -90,8 +98,10 @@ def _run(
     data_dir: Path | None,
     keep: bool,
     markdown_path: Path | None,
-    reveal_to: Path | None,
     show: _Show,
+    *,
+    html_path: Path | None,
+    reveal_to: Path | None,
 ) -> dict[str, Any]:
     import asyncio
 
@@ -120,6 +130,9 @@ def _run(
         target = markdown_path or _default_markdown(box, incident)
         _write(target, _render_timeline(incident, "md"))
         report["markdown"] = str(target.resolve())
+        if html_path is not None:
+            _write(html_path, _render_timeline(incident, "html"))
+            report["html"] = str(html_path.resolve())
         report["thread"] = [
             {"channel": t.channel, "root": t.root, "replies": t.replies} for t in box.threads()
         ]
@@ -313,6 +326,8 @@ class _Show:
                 style="bold red",
             )
         self.say(f"  Markdown timeline written to {report['markdown']}")
+        if report.get("html"):
+            self.say(f"  HTML timeline written to {report['html']}")
         if report["kept"]:
             self.say(f"  sandbox kept in {report['data_dir']}")
         verdict = "succeeded" if report["ok"] else f"FAILED ({report['detail'] or 'see above'})"

@@ -409,22 +409,29 @@ def cancel(run_id: str, user: str, as_json: bool) -> None:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["text", "md", "json"]),
+    type=click.Choice(["text", "md", "json", "html"]),
     default="text",
     show_default=True,
-    help="md and json are the web page's timeline.md and timeline.json.",
+    help="md and json are the web page's timeline.md and timeline.json; html is the "
+    "page itself as one file (styles inline), rendered offline.",
 )
 def timeline(incident_id: str, fmt: str) -> None:
-    """Print an incident's timeline (text, Markdown or JSON)."""
+    """Print an incident's timeline (text, Markdown, JSON or HTML)."""
     from bot.core import report
+    from bot.web.settings import workspace_url_from_env
 
     with _store(fmt == "json") as (_settings, store):
-        rep = store.report(incident_id)
+        rep = store.report(incident_id, slack_base_url=workspace_url_from_env())
     if fmt == "json":
         emit_json(report.to_dict(rep))
         return
     if fmt == "md":
         click.echo(report.to_markdown(rep), nl=False)
+        return
+    if fmt == "html":
+        from bot.web import render
+
+        click.echo(render.incident_page(rep, standalone=True), nl=False)
         return
     out = console()
     out.print(f"{rep.id}: {rep.title} [{rep.status}]", markup=False)

@@ -233,7 +233,8 @@ def build(
     pagerduty_url: str | None = None
     for event in events:
         payload = event.payload
-        if event.kind == tl.RUN_STARTED and pagerduty_url is None:
+        # The webhook's trigger is recorded on incident.opened (client.submit).
+        if event.kind in (tl.INCIDENT_OPENED, tl.RUN_STARTED) and pagerduty_url is None:
             trigger = payload.get("trigger") or {}
             if isinstance(trigger, Mapping) and trigger.get("source") == "pagerduty":
                 url = trigger.get("html_url")

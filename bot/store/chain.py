@@ -7,7 +7,7 @@ processes line up one after another and form a single chain.
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import closing
 
 from sqlalchemy import select
@@ -104,11 +104,25 @@ def _stream(session: Session) -> Generator[StoredEvent, None, None]:
         result.close()  # verification may stop at the first bad row
 
 
-def verify(session: Session) -> VerifyResult:
+def verify(session: Session, seen: Callable[[StoredEvent], None] | None = None) -> VerifyResult:
     """Check the whole chain against the head. Needs one snapshot for both reads
-    (the caller's transaction), or a concurrent append looks like tampering."""
+    (the caller's transaction), or a concurrent append looks like tampering.
+
+    ``seen`` is called with each event as it is checked (up to the first bad one), so a
+    caller that also needs some of the rows does not read them a second time."""
     head = session.scalars(select(ChainHeadRow).where(ChainHeadRow.id == HEAD_ID)).one_or_none()
     if head is None:
         return VerifyResult(False, 0, None, None, "chain head row is missing")
     with closing(_stream(session)) as stream:
-        return verify_chain(stream, (head.seq, head.hash))
+        events: Iterator[StoredEvent] = stream
+        if seen is not None:
+            events = _tee(stream, seen)
+        return verify_chain(events, (head.seq, head.hash))
+
+
+def _tee(
+    events: Iterator[StoredEvent], seen: Callable[[StoredEvent], None]
+) -> Iterator[StoredEvent]:
+    for event in events:
+        seen(event)
+        yield event

@@ -230,9 +230,18 @@ class TimelineStore:
         same snapshot (pages and exports show a broken chain, never hide it)."""
         with _mapped_errors(), Session(self._snapshot) as session, session.begin():
             incident = incidents.to_incident(incidents.load(session, incident_id))
-            events = chain.events(session, incident_id=incident_id)
             run_list = runs.list_runs(session, status=None, incident_id=incident_id, limit=10_000)
-            state = reports.ChainState.of(chain.verify(session))
+            events: list[StoredEvent] = []
+
+            def mine(event: StoredEvent) -> None:
+                if event.incident_id == incident_id:
+                    events.append(event)
+
+            # One pass: the verification reads every row anyway, so keep this incident's.
+            result = chain.verify(session, mine)
+            if not result.ok:  # it stopped at the break: read the rest as stored
+                events = chain.events(session, incident_id=incident_id)
+            state = reports.ChainState.of(result)
         return reports.build(
             incident,
             reversed(run_list),  # oldest first, as they happened

@@ -12,6 +12,8 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import structlog
@@ -27,6 +29,7 @@ from bot.service import Service
 from bot.settings import Settings
 from bot.store import TimelineStore
 from bot.web.metrics import CONTENT_TYPE, AckTimer, Metrics, TimelineMetrics
+from bot.web.pages import page_routes
 from bot.web.settings import ServerSettings
 
 log = structlog.get_logger("irbot.web")
@@ -85,6 +88,7 @@ def create_app(
 
         routes.append(Route("/slack/events", slack_events, methods=["POST"]))
     routes += _webhook_routes(state)
+    routes += page_routes(store, server)  # timeline pages, in HTTP and Socket Mode
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -149,6 +153,7 @@ async def _start(state: Server, slack_app: Any, *, worker: bool) -> None:
     follow = TimelineMetrics(state.metrics, state.store)
     _spawn(state, "notifier", notifier.run_forever)
     _spawn(state, "metrics", follow.run_forever)
+    _spawn(state, "prune", partial(_prune_deliveries, state.store))
     if state.socket_mode:
         from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
@@ -159,6 +164,22 @@ async def _start(state: Server, slack_app: Any, *, worker: bool) -> None:
         state.tasks.append(asyncio.create_task(_hold(handler), name="irbot-socket-mode"))
     state.started = True
     log.info("server.started", worker=worker, socket_mode=state.socket_mode)
+
+
+DELIVERY_RETENTION = timedelta(days=30)
+"""How long a webhook delivery id is remembered for dedupe (senders retry for hours)."""
+PRUNE_EVERY = 3600.0
+
+
+async def _prune_deliveries(store: TimelineStore) -> None:
+    """Forget old delivery ids at start and then hourly, so the table does not grow
+    with every page for ever."""
+    while True:
+        cutoff = datetime.now(UTC) - DELIVERY_RETENTION
+        dropped = await asyncio.to_thread(store.prune_deliveries, cutoff)
+        if dropped:
+            log.info("webhooks.deliveries_pruned", dropped=dropped, before=cutoff.isoformat())
+        await asyncio.sleep(PRUNE_EVERY)
 
 
 async def _hold(handler: Any) -> None:

@@ -7,6 +7,7 @@ variable, before anything listens; secrets are ``SecretStr`` so they never print
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
@@ -15,6 +16,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from bot.core.errors import ConfigError
 
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
+DEFAULT_SLACK_WORKSPACE_URL = "https://slack.com"
+WEB_TOKEN_MIN_LENGTH = 16
 
 
 class ServerSettings(BaseSettings):
@@ -32,6 +35,10 @@ class ServerSettings(BaseSettings):
     webhook_secrets: SecretStr | None = Field(
         None, validation_alias=AliasChoices("IRBOT_WEBHOOK_SECRETS", "webhook_secrets")
     )
+    web_token: SecretStr | None = Field(None, alias="IRBOT_WEB_TOKEN")
+    """The timeline pages' access token; unset, the pages answer 503 (never open)."""
+    slack_workspace_url: str = Field(DEFAULT_SLACK_WORKSPACE_URL, alias="IRBOT_SLACK_WORKSPACE_URL")
+    """Base of Slack thread permalinks on the pages (``https://acme.slack.com``)."""
 
     @field_validator("slack_bot_token")
     @classmethod
@@ -46,6 +53,20 @@ class ServerSettings(BaseSettings):
         if value is not None and not value.get_secret_value().startswith("xapp-"):
             raise ValueError("must be an app-level token (xapp-…) with connections:write")
         return value
+
+    @field_validator("web_token")
+    @classmethod
+    def _web_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < WEB_TOKEN_MIN_LENGTH:
+            raise ValueError(
+                f"must be at least {WEB_TOKEN_MIN_LENGTH} characters (e.g. `openssl rand -hex 32`)"
+            )
+        return value
+
+    @field_validator("slack_workspace_url")
+    @classmethod
+    def _workspace_url(cls, value: str) -> str:
+        return workspace_url(value)
 
     @field_validator("slack_api_url")
     @classmethod
@@ -70,6 +91,23 @@ class ServerSettings(BaseSettings):
                     f"{name} is not set: irbot serve in {mode} needs it (see the README's "
                     "Slack app setup)"
                 )
+
+
+def workspace_url(value: str) -> str:
+    """``IRBOT_SLACK_WORKSPACE_URL`` checked: an http(s) URL, no trailing slash."""
+    if not value.startswith(("https://", "http://")):
+        raise ValueError("must be an http(s):// URL such as https://acme.slack.com")
+    return value.rstrip("/")
+
+
+def workspace_url_from_env(env: Mapping[str, str] | None = None) -> str:
+    """Only the permalink base, for commands that render a timeline offline (``irbot
+    timeline``) and must not fail on the server's other variables."""
+    env = os.environ if env is None else env
+    try:
+        return workspace_url(env.get("IRBOT_SLACK_WORKSPACE_URL") or DEFAULT_SLACK_WORKSPACE_URL)
+    except ValueError as exc:
+        raise ConfigError(f"IRBOT_SLACK_WORKSPACE_URL: {exc}") from None
 
 
 def load_server_settings(env: Mapping[str, str] | None = None) -> ServerSettings:
