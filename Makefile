@@ -24,7 +24,7 @@ env: $(VENV)/.synced ## create or update the virtual environment from uv.lock
 
 demo: env ## leak-response end to end in a local sandbox (moto, a Kubernetes emulator, SQLite)
 	$(BIN)/irbot playbook validate playbooks/
-	$(BIN)/irbot demo --markdown .irbot/demo-timeline.md
+	$(BIN)/irbot demo --markdown .irbot/demo-timeline.md --html .irbot/demo-timeline.html
 
 lint: env
 	$(BIN)/ruff check .
@@ -37,8 +37,10 @@ fmt: env ## fix what ruff can fix
 typecheck: env
 	$(BIN)/mypy
 
-pytest: env
-	$(BIN)/pytest
+PYTEST_WORKERS ?= 3
+
+pytest: env ## all tests, in PYTEST_WORKERS processes (pytest-xdist; 0 = in this process)
+	$(BIN)/pytest -n $(PYTEST_WORKERS)
 
 test: lint typecheck pytest ## lint, format check, type check and all tests
 
@@ -47,6 +49,7 @@ bench: env ## performance figures (see bench/RESULTS.md)
 	cd bench && ../$(BIN)/python engine_overhead.py
 	cd bench && ../$(BIN)/python fanout.py
 	cd bench && ../$(BIN)/python resume.py
+	cd bench && ../$(BIN)/python pages.py
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache .hypothesis
