@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from bot.core import inputs as input_rules
 from bot.core import library
@@ -177,3 +178,32 @@ class Harness:
             stderr=subprocess.STDOUT,
             text=True,
         )
+
+
+GATED = """
+name: gated
+version: 1
+inputs:
+  target: {type: string, default: db-1}
+steps:
+  - id: hello
+    action: test.noop
+    with: {msg: "hello {{ run.requester }}"}
+  - id: gate
+    approval: {from: [group:sre], ttl: 1h}
+  - id: boom
+    action: test.destructive
+    with: {target: "{{ inputs.target }}"}
+"""
+"""A gate between a harmless step and a destructive one (tests of the CLI and pages)."""
+
+
+def drop_append_only_triggers(engine: sa.Engine) -> None:
+    """Migration 0001's triggers refuse UPDATE and DELETE on events; a tamperer (the
+    tests that prove tampering is detected) removes them first."""
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(sa.text("DROP TRIGGER events_no_update_or_delete ON events"))
+        else:
+            conn.execute(sa.text("DROP TRIGGER events_no_update"))
+            conn.execute(sa.text("DROP TRIGGER events_no_delete"))

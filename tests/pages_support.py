@@ -17,9 +17,6 @@ The incidents (built once per module, on SQLite):
 from __future__ import annotations
 
 import asyncio
-import socket
-import threading
-import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -27,9 +24,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-import uvicorn
 
 from bot.core import inputs as input_rules
 from bot.core import library
@@ -40,8 +35,9 @@ from bot.settings import load_settings
 from bot.store import TimelineStore
 from bot.web.app import create_app
 from bot.web.settings import load_server_settings
-from tests.engine_support import Harness
+from tests.engine_support import GATED, Harness
 from tests.fake_slack import BOT_TOKEN, FakeSlack
+from tests.serving import serve_app
 from tests.test_slack_app_support import SIGNING_SECRET, teach
 
 WEB_TOKEN = "web-token-for-tests-0123456789abcdef"
@@ -53,28 +49,6 @@ XSS_INPUT = "<img src=x onerror=alert(1)>"
 XSS_REASON = "<b>not now</b>: wait for the change freeze"
 BREAKGLASS_REASON = "prod is down & nobody else is awake"
 BULK = 60
-
-PLAYBOOK = """
-name: gated
-version: 1
-inputs:
-  target: {type: string, default: db-1}
-steps:
-  - id: hello
-    action: test.noop
-    with: {msg: "hello {{ run.requester }}"}
-  - id: gate
-    approval: {from: [group:sre], ttl: 1h}
-  - id: boom
-    action: test.destructive
-    with: {target: "{{ inputs.target }}"}
-"""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -117,27 +91,8 @@ def serving(env: Mapping[str, str]) -> Iterator[str]:
     and event loop, as in production; yields the base URL once it answers."""
     clean = {k: v for k, v in env.items() if v}
     app = create_app(load_settings(clean), load_server_settings(clean), worker=False)
-    port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="uvicorn-pages", daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise AssertionError("the server did not become ready")
-        time.sleep(0.05)
-    try:
+    with serve_app(app, "uvicorn-pages") as url:
         yield url
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
 
 
 def submit(h: Harness, user: str, trigger: Mapping[str, Any] | None = None, **raw: Any) -> str:
@@ -161,7 +116,7 @@ def submit(h: Harness, user: str, trigger: Mapping[str, Any] | None = None, **ra
 def build_site(root: Path, mp: pytest.MonkeyPatch) -> Site:
     """Run the playbook through the real engine to make the incidents described above."""
     h = Harness(root, None, mp)
-    h.add_playbook(PLAYBOOK)
+    h.add_playbook(GATED)
 
     async def play() -> dict[str, str]:
         await h.start()

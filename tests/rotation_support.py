@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import json
-import socket
 import subprocess
 import time
 import urllib.request
@@ -24,13 +23,9 @@ from typing import Any
 
 import redis
 
+from tests.serving import free_port
+
 REDIS_SERVER = "/usr/bin/redis-server"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass(frozen=True)

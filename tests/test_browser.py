@@ -12,13 +12,11 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from datetime import UTC, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from tests.engine_support import IRBOT
@@ -29,9 +27,9 @@ from tests.pages_support import (
     XSS_NOTE,
     Site,
     build_site,
-    free_port,
     server_env,
 )
+from tests.serving import free_port, wait_ready
 from tests.test_slack_app_support import teach
 
 pytestmark = pytest.mark.slow
@@ -78,7 +76,12 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
             )
         built.url = f"http://127.0.0.1:{port}"
         try:
-            _wait_ready(built.url, proc, log)
+            wait_ready(
+                f"{built.url}/readyz",
+                alive=lambda: proc.poll() is None,
+                timeout=90,
+                why=log.read_text,
+            )
             yield built
         finally:
             proc.terminate()
@@ -87,20 +90,6 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-
-
-def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"irbot serve exited:\n{log.read_text()}")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"irbot serve was not ready in 90 s:\n{log.read_text()}")
 
 
 @pytest.fixture(scope="module")

@@ -32,7 +32,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import sqlite3
 import subprocess
 import time
@@ -49,6 +48,7 @@ from bot.engine import runtime
 from bot.slack.notifier import CURSOR
 from tests.engine_support import IRBOT, Harness
 from tests.fake_slack import BOT_TOKEN, FakeSlack, fake_slack_fixture  # noqa: F401
+from tests.serving import free_port, wait_ready
 from tests.test_slack_app_support import SIGNING_SECRET, teach
 
 WEB_TOKEN = "web-canary-" + secrets.token_hex(12)
@@ -249,12 +249,6 @@ def incidents_of(h: Harness) -> list[str]:
 # --------------------------------------------------------------------------- fixtures
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def canaries() -> Canaries:
     return Canaries()
@@ -308,16 +302,7 @@ def serving(h: Harness) -> Iterator[Server]:
     )
     server = Server(f"http://127.0.0.1:{port}", process)
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert process.poll() is None, process.communicate()
-            try:
-                if httpx.get(f"{server.url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "irbot serve did not become ready"
-            time.sleep(0.2)
+        wait_ready(f"{server.url}/readyz", alive=lambda: process.poll() is None, timeout=90)
         yield server
     finally:
         if process.poll() is None:

@@ -23,23 +23,7 @@ from bot.core.timeline import NewEvent, event_id, seal
 from bot.store import RunRecord, TimelineStore
 from bot.store.database import normalize_url
 from bot.store.models import EventRow
-from tests.engine_support import Harness
-
-GATED = """
-name: gated
-version: 1
-inputs:
-  target: {type: string, default: db-1}
-steps:
-  - id: hello
-    action: test.noop
-    with: {msg: "hello {{ run.requester }}"}
-  - id: gate
-    approval: {from: [group:sre], ttl: 1h}
-  - id: boom
-    action: test.destructive
-    with: {target: "{{ inputs.target }}"}
-"""
+from tests.engine_support import GATED, Harness, drop_append_only_triggers
 
 QUICK = """
 name: quick
@@ -324,16 +308,6 @@ FIELDS = (
 )
 
 
-def _drop_triggers(engine: sa.Engine) -> None:
-    """The append-only triggers of migration 0001, which refuse UPDATE and DELETE."""
-    with engine.begin() as conn:
-        if engine.dialect.name == "postgresql":
-            conn.execute(sa.text("DROP TRIGGER events_no_update_or_delete ON events"))
-        else:
-            conn.execute(sa.text("DROP TRIGGER events_no_update"))
-            conn.execute(sa.text("DROP TRIGGER events_no_delete"))
-
-
 def test_audit_verify_names_edited_deleted_and_forged_events(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -366,7 +340,7 @@ def test_audit_verify_names_edited_deleted_and_forged_events(
     try:
         with pytest.raises(sa.exc.DBAPIError, match="append-only"), engine.begin() as conn:
             conn.execute(sa.update(events).where(events.c.seq == 4).values(actor="user:U66"))
-        _drop_triggers(engine)
+        drop_append_only_triggers(engine)
 
         # A forged event, correctly chained onto the last one: only the head gives it away.
         last = s.events()[-1]

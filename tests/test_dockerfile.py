@@ -17,7 +17,6 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ from pathlib import Path
 import pytest
 
 from bot.cli.serve import serve
+from tests.serving import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "Dockerfile"
@@ -523,12 +523,6 @@ def test_build_stage_makes_a_runtime_only_venv(image_venv: Path) -> None:
     assert "irbot" in installed
     for dev in ("pytest", "mypy", "ruff", "hypothesis", "playwright", "kubernetes_validate", "pip"):
         assert dev not in installed, dev
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def run_healthcheck(command: list[str], url: str, path: str) -> subprocess.CompletedProcess[str]:

@@ -7,7 +7,6 @@ import asyncio
 import email
 import email.policy
 import logging
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +27,7 @@ from tests.fake_slack import (  # noqa: F401 - fixtures
     fake_slack_fixture,
     slack_env_fixture,
 )
+from tests.serving import free_port
 
 INCIDENTS = "#incidents"
 
@@ -78,12 +78,6 @@ def failure(coro: Any) -> ActionError:
 
 def post(text: str, **more: Any) -> SlackPost:
     return SlackPost.model_validate({"text": text, **more})
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # --------------------------------------------------------------------------- slack.post

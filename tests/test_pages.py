@@ -30,7 +30,7 @@ from bot.web.app import create_app
 from bot.web.auth import COOKIE, SESSION_SECONDS, WebAuth
 from bot.web.pages import PAGE_SIZE
 from bot.web.settings import load_server_settings
-from tests.engine_support import IRBOT, Harness
+from tests.engine_support import IRBOT, Harness, drop_append_only_triggers
 from tests.fake_slack import FakeSlack, fake_slack_fixture  # noqa: F401
 from tests.pages_support import (
     BREAKGLASS_REASON,
@@ -443,16 +443,6 @@ def test_pages_are_served_in_socket_mode_too(
 # --------------------------------------------------------------------------- tampering
 
 
-def _drop_triggers(engine: sa.Engine) -> None:
-    """Migration 0001's append-only triggers refuse UPDATE; a tamperer removes them."""
-    with engine.begin() as conn:
-        if engine.dialect.name == "postgresql":
-            conn.execute(sa.text("DROP TRIGGER events_no_update_or_delete ON events"))
-        else:
-            conn.execute(sa.text("DROP TRIGGER events_no_update"))
-            conn.execute(sa.text("DROP TRIGGER events_no_delete"))
-
-
 def test_a_tampered_event_shows_broken_chain(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database_url: str, fake_slack: FakeSlack
 ) -> None:
@@ -484,7 +474,7 @@ def test_a_tampered_event_shows_broken_chain(
 
         engine = sa.create_engine(normalize_url(h.settings.store_url()))
         try:
-            _drop_triggers(engine)
+            drop_append_only_triggers(engine)
             events = EventRow.__table__
             with engine.begin() as conn:
                 conn.execute(

@@ -8,8 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -17,7 +15,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
 from bot.core.errors import ConfigError
 from bot.settings import load_settings
@@ -27,15 +24,10 @@ from bot.web.app import create_app
 from bot.web.settings import load_server_settings
 from tests.engine_support import Harness
 from tests.fake_slack import BOT_TOKEN, FakeSlack, fake_slack_fixture  # noqa: F401
+from tests.serving import free_port, serve_app
 from tests.test_slack_app_support import GATED, SIGNING_SECRET, SlackDoor, teach
 
 ALERTMANAGER_TOKEN = "am-token-for-tests"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
@@ -59,27 +51,8 @@ def server(installation: Harness) -> Iterator[str]:
     """The app under uvicorn in a thread of its own (its own event loop, as in
     production); yields the base URL once /readyz says ready."""
     app = create_app(load_settings(), load_server_settings())
-    port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    uv = uvicorn.Server(config)
-    thread = threading.Thread(target=uv.run, name="uvicorn", daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            raise AssertionError("the server did not become ready")
-        time.sleep(0.1)
-    try:
+    with serve_app(app) as url:
         yield url
-    finally:
-        uv.should_exit = True
-        thread.join(timeout=30)
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import threading
 import time
 from pathlib import Path
@@ -24,15 +23,10 @@ from bot.web.app import create_app
 from bot.web.settings import load_server_settings
 from tests.engine_support import Harness
 from tests.fake_slack import BOT_TOKEN, Call, FakeSlack, fake_slack_fixture  # noqa: F401
+from tests.serving import free_port
 from tests.test_slack_app_support import GATED, teach
 
 APP_TOKEN = "xapp-1-A0IRBOT01-0000-socketmodetesttoken"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class SocketModeEndpoint:
