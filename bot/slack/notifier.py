@@ -37,6 +37,7 @@ import re
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from typing import ParamSpec, TypeVar
@@ -251,7 +252,8 @@ class Notifier:
         self._pending: dict[tuple[str, str], _Pending] = {}
         self._threads: OrderedDict[str, _Thread] = OrderedDict()
         self._last_post: dict[str, float] = {}
-        self._wake = asyncio.Event()
+        self._waker: asyncio.Future[None] | None = None
+        self._poked = False
         if not any(isinstance(h, AsyncRateLimitErrorRetryHandler) for h in client.retry_handlers):
             # A 429 is never ambiguous (nothing was posted), so the client may retry it.
             client.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=2))
@@ -266,7 +268,7 @@ class Notifier:
         def appended(_seq: int) -> None:
             # Called from whichever thread appended; hand the wake-up to our loop.
             with contextlib.suppress(RuntimeError):  # the loop closed under us
-                loop.call_soon_threadsafe(self._wake.set)
+                loop.call_soon_threadsafe(self._poke)
 
         unsubscribe = self.store.on_append(appended)
         try:
@@ -297,14 +299,30 @@ class Notifier:
             else:
                 await self._sleep(delay)
 
+    def _poke(self) -> None:
+        """An event was appended in this process: end the current sleep, or the next."""
+        self._poked = True
+        if self._waker is not None:
+            _wake(self._waker)
+
     async def _sleep(self, delay: float) -> None:
-        """Sleep up to ``delay``, waking early when this process appends an event."""
-        if delay <= 0:
+        """Sleep up to ``delay``, or not at all if an event was appended meanwhile. (A
+        plain future and a timer, not asyncio.wait_for on an Event: on Python 3.11 that
+        combination was seen to lose a wake-up and then hang on cancellation.)"""
+        if self._poked or delay <= 0:
+            self._poked = False
             await asyncio.sleep(0)
             return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), delay)
-        self._wake.clear()
+        loop = asyncio.get_running_loop()
+        waker: asyncio.Future[None] = loop.create_future()
+        timer = loop.call_later(delay, _wake, waker)
+        self._waker = waker
+        try:
+            await waker
+        finally:
+            timer.cancel()
+            self._waker = None
+            self._poked = False
 
     async def tick(self) -> int:
         """Handle the events appended since the last tick and send the edits that are
@@ -770,6 +788,18 @@ class Notifier:
         raise AssertionError("unreachable: the last attempt raises")
 
 
+_STORE_THREADS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="irbot-notifier")
+"""The notifier's own threads: in `irbot serve` the default pool (6 threads on 2 cores)
+also carries the engine's and the handlers' store calls, and a root message waited in
+its queue behind a new run's work."""
+
+
+def _wake(waker: asyncio.Future[None]) -> None:
+    if not waker.done():
+        waker.set_result(None)
+
+
 async def _db(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     """The store is synchronous: keep its calls off the event loop."""
-    return await asyncio.to_thread(fn, *args, **kwargs)
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_STORE_THREADS, partial(fn, *args, **kwargs))
