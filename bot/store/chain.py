@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator, Iterator
 from contextlib import closing
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy.engine import Connection, Row
 from sqlalchemy.orm import Session
 
 from bot.core.timeline import NewEvent, StoredEvent, VerifyResult, seal, verify_chain
@@ -20,35 +22,45 @@ from bot.store.models import ChainHeadRow, EventRow
 HEAD_ID = 1
 
 
-def append(session: Session, event: NewEvent) -> StoredEvent:
+_EVENTS = cast(Table, EventRow.__table__)
+_HEAD = cast(Table, ChainHeadRow.__table__)
+# Built once: every step of every run appends, and building the statements each time
+# (and the ORM's unit of work) cost more than the writes (bench/engine_overhead.py).
+_LOCK_HEAD = select(_HEAD.c.seq, _HEAD.c.hash).where(_HEAD.c.id == HEAD_ID).with_for_update()
+_FIND = select(_EVENTS).where(_EVENTS.c.id == bindparam("event_id"))
+_INSERT = insert(_EVENTS)
+_MOVE_HEAD = update(_HEAD).where(_HEAD.c.id == HEAD_ID)
+
+
+def append(conn: Connection, event: NewEvent) -> StoredEvent:
     """Seal ``event`` after the current head; a repeat of a stored id returns the stored
-    event unchanged and writes nothing (replayed steps re-append the same events)."""
-    head = session.scalars(
-        select(ChainHeadRow).where(ChainHeadRow.id == HEAD_ID).with_for_update()
-    ).one()
+    event unchanged and writes nothing (replayed steps re-append the same events). Takes
+    a connection in a write transaction, not a Session: no ORM state is involved."""
+    head = conn.execute(_LOCK_HEAD).one()
     # Looked up only after the lock: a concurrent append of the same id has committed.
-    existing = session.scalars(select(EventRow).where(EventRow.id == event.id)).one_or_none()
+    existing = conn.execute(_FIND, {"event_id": event.id}).first()
     if existing is not None:
         stored = to_stored(existing)
         _same_event(stored, event)
         return stored
     sealed = seal(event, head.seq + 1, head.hash)
-    session.add(
-        EventRow(
-            seq=sealed.seq,
-            id=sealed.id,
-            incident_id=sealed.incident_id,
-            run_id=sealed.run_id,
-            step_id=sealed.step_id,
-            kind=sealed.kind,
-            actor=sealed.actor,
-            at=sealed.at,
-            payload=dict(sealed.payload),
-            prev_hash=sealed.prev_hash,
-            hash=sealed.hash,
-        )
+    conn.execute(
+        _INSERT,
+        {
+            "seq": sealed.seq,
+            "id": sealed.id,
+            "incident_id": sealed.incident_id,
+            "run_id": sealed.run_id,
+            "step_id": sealed.step_id,
+            "kind": sealed.kind,
+            "actor": sealed.actor,
+            "at": sealed.at,
+            "payload": dict(sealed.payload),
+            "prev_hash": sealed.prev_hash,
+            "hash": sealed.hash,
+        },
     )
-    head.seq, head.hash = sealed.seq, sealed.hash
+    conn.execute(_MOVE_HEAD, {"seq": sealed.seq, "hash": sealed.hash})
     return sealed
 
 
@@ -64,7 +76,7 @@ def _same_event(stored: StoredEvent, event: NewEvent) -> None:
             )
 
 
-def to_stored(row: EventRow) -> StoredEvent:
+def to_stored(row: EventRow | Row[Any]) -> StoredEvent:
     return StoredEvent(
         seq=row.seq,
         id=row.id,

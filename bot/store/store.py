@@ -152,8 +152,8 @@ class TimelineStore:
     def append(self, event: NewEvent) -> StoredEvent:
         """Add ``event`` to the chain; appending a stored id again returns the stored
         event and writes nothing."""
-        with self._write() as session:
-            stored = chain.append(session, event)
+        with _mapped_errors(), self._writer.begin() as conn:
+            stored = chain.append(conn, event)
         for listener in tuple(self._listeners):
             listener(stored.seq)
         return stored
