@@ -222,3 +222,27 @@ def test_the_keeper_beats_reaps_dead_peers_and_notices_a_lost_lease(
     assert keeper.tick() is False
     assert other.tick() is False  # never leased
     assert resumed == ["w-2"]
+
+
+def test_a_failed_take_over_keeps_the_dead_lease_for_the_next_beat(
+    leases: TimelineStore,
+) -> None:
+    """If resuming a dead peer's runs fails, its lease stays stale and the next beat
+    tries again; the keeper itself keeps beating."""
+    mine = liveness.Lease(lease(leases, pid=100), "h1", 100)
+    assert lease(leases, host="h2", pid=5) == "w-2"
+    leases.release_executor("w-2", host="h2", pid=5)
+    attempts: list[str] = []
+
+    def flaky(executor_id: str) -> int:
+        attempts.append(executor_id)
+        if len(attempts) == 1:
+            raise ConnectionError("the system database went away")
+        return 1
+
+    keeper = liveness.Keeper(leases, mine, flaky, dead_after=DEAD)
+    assert keeper.tick() is True
+    assert [s[0] for s in leases.stale_executors(NOW, DEAD)] == ["w-2"]
+    assert keeper.tick() is True
+    assert attempts == ["w-2", "w-2"]
+    assert leases.stale_executors(NOW, DEAD) == []

@@ -92,11 +92,15 @@ class Keeper:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop beating and give the lease back (the runs left pending are resumable
-        at once by the next worker)."""
+        """Stop beating (and taking over): call before DBOS stops, so no take-over is
+        half done when it does."""
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=10)
+
+    def release(self) -> None:
+        """Give the lease back once nothing of this process runs any more: the runs it
+        left pending are then resumable at once by the next worker."""
         try:
             self.store.release_executor(
                 self.lease.executor_id, host=self.lease.host, pid=self.lease.pid
@@ -125,8 +129,15 @@ class Keeper:
         for executor_id, beat_at in self.store.stale_executors(now, self.dead_after):
             if executor_id == lease.executor_id or self._stop.is_set():
                 continue
-            if self.store.reap_executor(executor_id, beat_at):
+            # Resume first, then remove the lease: if resuming fails, the stale lease stays
+            # and the next beat tries again. Two peers resuming the same id at once is
+            # harmless (DBOS re-enqueues, and one worker dequeues each run).
+            try:
                 resumed = self.recover(executor_id)
+            except Exception as exc:  # noqa: BLE001 - whatever DBOS raised, keep beating
+                log.error("executor.take_over_failed", executor=executor_id, error=repr(exc))
+                continue
+            if self.store.reap_executor(executor_id, beat_at):
                 log.info(
                     "executor.taken_over", executor=executor_id, runs=resumed, by=lease.executor_id
                 )

@@ -151,9 +151,11 @@ def shutdown() -> None:
     from bot.engine import workflow
 
     runtime = _Holder.runtime
+    if runtime.keeper is not None:
+        runtime.keeper.stop()
     DBOS.destroy(destroy_registry=False)
     workflow.forget_queues()
     if runtime.keeper is not None:
-        runtime.keeper.stop()  # after DBOS: nothing of ours runs once the lease is free
+        runtime.keeper.release()  # after DBOS: nothing of ours runs once the lease is free
     runtime.store.close()
     _Holder.runtime = None

@@ -12,7 +12,8 @@ twice at once. So each worker leases an id here and beats while it lives:
 - ``beat`` keeps the lease; False means another process took it over (this one looked
   dead) and must stop working.
 - ``stale`` and ``reap`` let live workers take over the runs of a dead id nobody
-  relaunches (a pod that moved): compare-and-delete, so exactly one reaper wins.
+  relaunches (a pod that moved): a worker resumes its runs, then removes the lease with
+  a compare-and-delete (a lease renewed or taken meanwhile stays).
 
 Every function runs inside the caller's write transaction (see :class:`TimelineStore`).
 """
@@ -137,8 +138,8 @@ def stale(session: Session, *, now: datetime, dead_after: timedelta) -> list[tup
 
 
 def reap(session: Session, executor_id: str, beat_at: datetime) -> bool:
-    """Remove a stale lease if nobody renewed or took it since it was read; True for
-    the one caller that should now resume its runs."""
+    """Remove a stale lease if nobody renewed or took it since it was read; True if
+    this call removed it."""
     result = session.execute(
         delete(executors).where(
             executors.c.executor_id == executor_id, executors.c.beat_at == beat_at

@@ -323,7 +323,7 @@ class TimelineStore:
             return executors.stale(session, now=now, dead_after=dead_after)
 
     def reap_executor(self, executor_id: str, beat_at: datetime) -> bool:
-        """True for the one caller that should resume the dead executor's runs."""
+        """Remove a stale lease unless it changed since it was read; True if removed."""
         with self._write() as session:
             return executors.reap(session, executor_id, beat_at)
 
