@@ -23,15 +23,22 @@ from bot.service import Service
 from bot.slack import dispatch, replies
 from bot.slack.answer import Reply, follow_up, settle, spawn
 
-ACK_BUDGET = 0.25
+ACK_BUDGET = 0.1
 """Seconds a command may take before the ack goes out without its answer (which then
-follows through the response_url). An idle start takes ~0.05-0.13 s on SQLite and more
-on PostgreSQL; a longer budget only made every ack of a burst wait for it (bench/
-server_ack.py measured p99 2-2.7 s at 1.5 s) and came close to Bolt's 3 s limit."""
+follows through the response_url). Idle, a status takes ~20-40 ms and a start ~50-130 ms
+on SQLite, so most answers are still the ack itself; under a burst the ack is not held
+back for the answer (bench/server_ack.py: p99 2-2.7 s with 1.5 s)."""
+
+
+COMMANDS_IN_FLIGHT = 4
+"""Commands worked on at once; the rest wait their turn after their ack. Under a burst,
+200 commands working at once shared one interpreter and every ack came late (bench/
+server_ack.py); queued, the acks go out on time and the answers follow."""
 
 
 def register(app: AsyncApp, service: Service, *, budget: float = ACK_BUDGET) -> None:
     """Listen to ``/incident`` on ``app``."""
+    slots = asyncio.Semaphore(COMMANDS_IN_FLIGHT)
 
     @app.command(slash.COMMAND)
     async def incident(ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond) -> None:
@@ -58,13 +65,23 @@ def register(app: AsyncApp, service: Service, *, budget: float = ACK_BUDGET) -> 
                 dispatch.answer(service, parsed, user), what=type(parsed).__name__.lower()
             )
             pending = replies.working()
-        await _in_time(ack, respond, work, pending, budget)
+        await _in_time(ack, respond, work, pending=pending, budget=budget, slots=slots)
 
 
 async def _in_time(
-    ack: AsyncAck, respond: AsyncRespond, work: Awaitable[Reply], pending: str, budget: float
+    ack: AsyncAck,
+    respond: AsyncRespond,
+    work: Awaitable[Reply],
+    *,
+    pending: str,
+    budget: float,
+    slots: asyncio.Semaphore,
 ) -> None:
-    task = asyncio.ensure_future(work)
+    async def queued() -> Reply:
+        async with slots:
+            return await work
+
+    task = asyncio.ensure_future(queued())
     done, _ = await asyncio.wait({task}, timeout=budget)
     if task in done:
         await _ack(ack, task.result())
@@ -72,7 +89,9 @@ async def _in_time(
     await _ack(ack, Reply(pending))
 
     async def later() -> None:
-        await follow_up(respond, await task)
+        reply = await task
+        async with slots:  # late answers queue too: the acks of a burst go first
+            await follow_up(respond, reply)
 
     spawn(later(), "command")
 
