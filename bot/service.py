@@ -79,7 +79,7 @@ class Service:
         irbot.yaml or the playbook's own ``triggers`` is the permission. ``key`` makes
         the start idempotent (a webhook's delivery id): the same key, the same run.
         """
-        lib = library.read([self.settings.playbooks_dir])
+        lib = _library(self.settings.playbooks_dir)
         loaded = lib.get(playbook)
         values = input_rules.resolve(dict(raw_inputs), loaded.playbook)
         config = self.config()
@@ -312,26 +312,31 @@ async def _thread(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     return await asyncio.to_thread(fn, *args, **kwargs)
 
 
-_triggers_lock = threading.Lock()
-_triggers_cache: dict[Path, tuple[tuple[tuple[str, int, int], ...], dict[str, list[Trigger]]]] = {}
+_library_lock = threading.Lock()
+_library_cache: dict[Path, tuple[tuple[tuple[str, int, int], ...], library.Library]] = {}
 
 
-def _playbook_triggers(directory: Path) -> dict[str, list[Trigger]]:
-    """Validating every playbook costs ~15 ms, paid per webhook delivery without this
-    cache; the key is each file's name, mtime and size, so an edit is seen at once."""
+def _library(directory: Path) -> library.Library:
+    """The playbooks of ``directory``, read and validated once per version of its files
+    (~10-15 ms each time, paid per start and per webhook delivery without this cache);
+    the key is each file's name, mtime and size, so an edit is seen at once."""
     files = library.discover([directory])
     stamp = tuple(_stamp(f) for f in files)
-    with _triggers_lock:
-        cached = _triggers_cache.get(directory)
+    with _library_lock:
+        cached = _library_cache.get(directory)
         if cached is not None and cached[0] == stamp:
             return cached[1]
     lib = library.read(files)
+    with _library_lock:
+        _library_cache[directory] = (stamp, lib)
+    return lib
+
+
+def _playbook_triggers(directory: Path) -> dict[str, list[Trigger]]:
     found: dict[str, list[Trigger]] = {}
-    for result in lib.results:
+    for result in _library(directory).results:
         if result.ok and result.playbook is not None and result.playbook.triggers:
             found[result.playbook.name] = list(result.playbook.triggers)
-    with _triggers_lock:
-        _triggers_cache[directory] = (stamp, found)
     return found
 
 
