@@ -243,6 +243,16 @@ class Service:
         run: its generation, or None while an earlier firing's run still holds it."""
         return self.store.claim_alert_group(source, group_key, datetime.now(UTC))
 
+    def record_start(self, key: str, request: Mapping[str, Any]) -> None:
+        """Keep a webhook's start in the outbox until it is made (bot.store.pending)."""
+        self.store.add_pending_start(key, request, datetime.now(UTC))
+
+    def forget_start(self, key: str) -> None:
+        self.store.remove_pending_start(key)
+
+    def pending_starts(self, before: datetime) -> list[tuple[str, dict[str, Any]]]:
+        return self.store.pending_starts(before)
+
     def resolve_alert_group(self, source: str, group_key: str) -> int | None:
         """Close a firing group; the generation whose run it started, or None."""
         return self.store.resolve_alert_group(source, group_key, datetime.now(UTC))
@@ -294,6 +304,15 @@ class Service:
 
     async def aclaim_alert_group(self, source: str, group_key: str) -> int | None:
         return await _thread(self.claim_alert_group, source, group_key)
+
+    async def arecord_start(self, key: str, request: Mapping[str, Any]) -> None:
+        await _thread(self.record_start, key, request)
+
+    async def aforget_start(self, key: str) -> None:
+        await _thread(self.forget_start, key)
+
+    async def apending_starts(self, before: datetime) -> list[tuple[str, dict[str, Any]]]:
+        return await _thread(self.pending_starts, before)
 
     async def aresolve_alert_group(self, source: str, group_key: str) -> int | None:
         return await _thread(self.resolve_alert_group, source, group_key)

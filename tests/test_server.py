@@ -69,6 +69,45 @@ def old_delivery(installation: Harness) -> str:
     return "event:OLD"
 
 
+@pytest.fixture
+def lost_start(installation: Harness) -> str:
+    """A webhook start answered two minutes ago whose process died before starting it."""
+    store = TimelineStore(load_settings().store_url())
+    try:
+        store.migrate()
+        request = {
+            "source": "generic/scanner",
+            "playbook": "gated",
+            "inputs": {"target": "db-lost"},
+            "route": "test",
+            "requester": "webhook:generic/scanner",
+            "trigger": {"source": "generic"},
+            "claim": None,
+        }
+        store.add_pending_start("gen-lost-1", request, datetime.now(UTC) - timedelta(minutes=2))
+    finally:
+        store.close()
+    return "run-gen-lost-1"
+
+
+def test_the_server_starts_what_a_crash_left_in_the_outbox(
+    installation: Harness, lost_start: str, server: str
+) -> None:
+    """At start the server makes the starts left in the webhook outbox."""
+    store = TimelineStore(load_settings().store_url())
+    try:
+
+        def started() -> bool:
+            runs = {r.id: r for r in store.list_runs()}
+            return lost_start in runs and not store.pending_starts(datetime.now(UTC))
+
+        wait_until_sync(started)
+        run = store.get_run(lost_start)
+        assert (run.playbook, run.inputs["target"]) == ("gated", "db-lost")
+    finally:
+        store.close()
+
+
 def test_the_server_forgets_deliveries_older_than_30_days(
     installation: Harness, old_delivery: str, server: str
 ) -> None:

@@ -25,13 +25,14 @@ import structlog
 import uvicorn
 from starlette.applications import Starlette
 
+from bot.core import webhooks as core
 from bot.core.timeline import INCIDENT_OPENED, NOTE
 from bot.core.webhooks import generic_signature
 from bot.engine import runtime
 from bot.service import Service, Started
 from bot.store import RunRecord, TimelineStore
 from bot.store.database import normalize_url
-from bot.webhooks import WebhookSecrets, webhook_routes
+from bot.webhooks import WebhookSecrets, webhook_routes, work
 from tests.engine_support import Harness, config_text
 from tests.test_webhooks_core import needs_vectors, sign, vector
 
@@ -760,9 +761,40 @@ def test_the_answer_is_sent_before_the_run_starts(
     assert response.status_code == 202
     assert elapsed < 5  # PagerDuty's deadline; the start is still blocked
     assert irbot.runs() == []
+    later = datetime.now(UTC) + timedelta(hours=1)
+    [(key, request)] = irbot.store.pending_starts(later)  # kept until the start is made
+    assert f"run-{key}" == response.json()["run"]
+    assert (request["playbook"], request["requester"]) == ("pd-response", "webhook:pagerduty")
     gate.set()
     deadline = time.monotonic() + 20
-    while not irbot.runs():
+    while not irbot.runs() or irbot.store.pending_starts(later):
         assert time.monotonic() < deadline, "the run never started"
         time.sleep(0.05)
     assert irbot.runs()[0].id == response.json()["run"]
+
+
+def test_a_start_lost_after_the_answer_is_made_from_the_outbox(
+    irbot: Irbot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process that answered a delivery and died before starting its run left the
+    start in the outbox; the server's sweep starts it (once: the key is the run's id)
+    and clears the outbox. Until RESTART_AFTER has passed the sweep leaves it alone."""
+    event = core.TriggerEvent("pagerduty", "incident.triggered", {}, {"source": "pagerduty"})
+    match = core.Match("pd-response", {"incident": "QLOST", "title": "lost"}, "test", event)
+    slots = asyncio.Semaphore(1)
+    start = work.StartRun.of(
+        irbot.service, "pagerduty", match, "pd-lost-1", {"source": "pagerduty"}, slots=slots
+    )
+    asyncio.run(start.record())  # ... and the process died here
+    assert asyncio.run(work.restart_pending(irbot.service, slots)) == 0  # too recent
+    monkeypatch.setattr(work, "RESTART_AFTER", timedelta(0))
+    assert asyncio.run(work.restart_pending(irbot.service, slots)) == 1
+    [run] = irbot.runs()
+    assert (run.id, run.playbook, run.requester) == (
+        "run-pd-lost-1",
+        "pd-response",
+        "webhook:pagerduty",
+    )
+    assert run.inputs == {"incident": "QLOST", "title": "lost"}
+    assert irbot.store.pending_starts(datetime.now(UTC) + timedelta(hours=1)) == []
+    assert asyncio.run(work.restart_pending(irbot.service, slots)) == 0

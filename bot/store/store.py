@@ -3,17 +3,18 @@ and the timeline. Each call is its own short transaction; nothing is held open."
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from types import TracebackType
+from typing import Any
 
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from bot.core import report as reports
 from bot.core.timeline import NewEvent, StoredEvent, VerifyResult
-from bot.store import chain, cursors, deliveries, executors, incidents, runs
+from bot.store import chain, cursors, deliveries, executors, incidents, pending, runs
 from bot.store.cursors import SlackMessageRef
 from bot.store.database import make_engine, writer
 from bot.store.errors import StoreError
@@ -257,6 +258,22 @@ class TimelineStore:
         (atomic: two copies racing in two processes get one True)."""
         with self._write() as session:
             return deliveries.record(session, source, delivery_ids, at)
+
+    def add_pending_start(self, key: str, request: Mapping[str, Any], at: datetime) -> None:
+        """Record a webhook start before its delivery is answered (bot.store.pending)."""
+        with self._write() as session:
+            pending.add(session, key, request, at)
+
+    def remove_pending_start(self, key: str) -> None:
+        with self._write() as session:
+            pending.remove(session, key)
+
+    def pending_starts(
+        self, before: datetime, limit: int = 100
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """Starts recorded before ``before`` and not yet done: (key, request)."""
+        with self._read() as session:
+            return pending.older_than(session, before, limit)
 
     def prune_deliveries(self, before: datetime) -> int:
         """Forget webhook deliveries received before ``before``; how many were dropped."""

@@ -154,6 +154,7 @@ async def _start(state: Server, slack_app: Any, *, worker: bool) -> None:
     _spawn(state, "notifier", notifier.run_forever)
     _spawn(state, "metrics", follow.run_forever)
     _spawn(state, "prune", partial(_prune_deliveries, state.store))
+    _spawn(state, "outbox", partial(_restart_pending, state.service))
     if state.socket_mode:
         from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
@@ -180,6 +181,20 @@ async def _prune_deliveries(store: TimelineStore) -> None:
         if dropped:
             log.info("webhooks.deliveries_pruned", dropped=dropped, before=cutoff.isoformat())
         await asyncio.sleep(PRUNE_EVERY)
+
+
+async def _restart_pending(service: Service) -> None:
+    """Start what webhook deliveries were answered for but a crash kept from starting."""
+    from bot.webhooks.endpoints import STARTS_IN_FLIGHT
+    from bot.webhooks.work import restart_pending
+
+    slots = asyncio.Semaphore(STARTS_IN_FLIGHT)
+    while True:
+        await restart_pending(service, slots)
+        await asyncio.sleep(OUTBOX_EVERY)
+
+
+OUTBOX_EVERY = 30.0
 
 
 async def _hold(handler: Any) -> None:

@@ -154,7 +154,7 @@ class Endpoints:
             key = core.run_key("pd", incident, str(generation))
         else:
             key = core.run_key("pd", delivery.event_id)
-        return self._start("pagerduty", match, key, match.event.trigger, claim)
+        return await self._start("pagerduty", match, key, match.event.trigger, claim)
 
     # ------------------------------------------------------------------ Alertmanager
 
@@ -183,7 +183,7 @@ class Endpoints:
             return duplicate("this alert group already has a run while it fires")
         claim = Claim("alertmanager", group.group_key, generation)
         key = core.run_key("am", group.group_key, str(generation))
-        return self._start("alertmanager", match, key, match.event.trigger, claim)
+        return await self._start("alertmanager", match, key, match.event.trigger, claim)
 
     # ------------------------------------------------------------------ GitHub
 
@@ -210,7 +210,7 @@ class Endpoints:
         if not await self.service.arecord_delivery("github", [delivery_id]):
             return duplicate(f"delivery {delivery_id} was received before")
         trigger = {**match.event.trigger, "delivery": delivery_id}
-        return self._start("github", match, core.run_key("gh", delivery_id), trigger)
+        return await self._start("github", match, core.run_key("gh", delivery_id), trigger)
 
     # ------------------------------------------------------------------ generic
 
@@ -242,13 +242,13 @@ class Endpoints:
         if not await self.service.arecord_delivery(f"generic/{name}", [delivery_id]):
             return duplicate(f"delivery {delivery_id} was received before")
         trigger = {**match.event.trigger, "delivery": delivery_id}
-        return self._start(
+        return await self._start(
             f"generic/{name}", match, core.run_key("gen", name, delivery_id), trigger
         )
 
     # ------------------------------------------------------------------ starting
 
-    def _start(
+    async def _start(
         self,
         source: str,
         match: core.Match,
@@ -256,9 +256,10 @@ class Endpoints:
         trigger: Mapping[str, Any],
         claim: Claim | None = None,
     ) -> Outcome:
-        work = StartRun(
-            self.service, source, match, key, f"webhook:{source}", trigger, self.starts, claim
+        work = StartRun.of(
+            self.service, source, match, key, trigger, slots=self.starts, claim=claim
         )
+        await work.record()  # before the answer: a crash after it loses no run
         return accepted(work, playbook=match.playbook, run=f"run-{key}", route=match.route)
 
 
