@@ -785,6 +785,16 @@ def test_a_start_lost_after_the_answer_is_made_from_the_outbox(
     start = work.StartRun.of(
         irbot.service, "pagerduty", match, "pd-lost-1", {"source": "pagerduty"}, slots=slots
     )
+    claimed = work.StartRun.of(
+        irbot.service,
+        "alertmanager",
+        match,
+        "am-x-1",
+        {"source": "alertmanager"},
+        slots=slots,
+        claim=work.Claim("alertmanager", '{}:{alertname="Leak"}', 3),
+    )
+    assert work.StartRun.from_request(irbot.service, "am-x-1", claimed.request(), slots) == claimed
     asyncio.run(start.record())  # ... and the process died here
     assert asyncio.run(work.restart_pending(irbot.service, slots)) == 0  # too recent
     monkeypatch.setattr(work, "RESTART_AFTER", timedelta(0))

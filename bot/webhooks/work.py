@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -81,7 +81,7 @@ class StartRun:
 
     def request(self) -> dict[str, Any]:
         """What the outbox keeps to make this start again."""
-        claim = None if self.claim is None else vars(self.claim)
+        claim = None if self.claim is None else asdict(self.claim)
         return {
             "source": self.source,
             "playbook": self.playbook,
