@@ -1,6 +1,6 @@
 """Shared set-up for the server benchmarks: ``irbot serve`` in a process of its own.
 
-The load generator (httpx, this process) and the server share the 2-core machine, but
+The load generator (raw HTTP/1.1 senders, this process) and the server share the 2-core machine, but
 not a GIL or an event loop: the server is the real ``irbot serve --port P`` subprocess,
 configured through its environment like a deployment. Its outgoing Slack calls go to
 the sandbox's fake Web API, started here, which records *when* each call arrived.
@@ -9,6 +9,7 @@ the sandbox's fake Web API, started here, which records *when* each call arrived
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import itertools
@@ -393,36 +394,97 @@ def summary(values: Sequence[float]) -> str:
     )
 
 
+class HttpAnswer:
+    """What a :class:`Sender` got back: enough of httpx.Response for the benchmarks."""
+
+    def __init__(self, status_code: int, content: bytes) -> None:
+        self.status_code = status_code
+        self.content = content
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", "replace")
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+
+class Sender:
+    """One kept-alive HTTP/1.1 connection, requests written as prepared bytes.
+
+    The load generator shares the 2 cores with the server, so its own cost per request
+    is part of every client-side figure. httpx spent ~0.8 ms of CPU per request (and a
+    pooled client with 200 connections ~15 ms); this sender writes one buffer and reads
+    a Content-Length framed answer (the server never chunks these), ~0.1 ms.
+    """
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+
+    async def connect(self) -> None:
+        self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            with contextlib.suppress(OSError):
+                await self._writer.wait_closed()
+
+    def prepare(self, path: str, body: bytes, headers: dict[str, str]) -> bytes:
+        method = "GET" if path == "/healthz" else "POST"
+        lines = [f"{method} {path} HTTP/1.1", f"Host: {self.host}:{self.port}"]
+        lines += [f"{k}: {v}" for k, v in headers.items() if k.lower() != "content-length"]
+        if method == "POST":
+            lines.append(f"Content-Length: {len(body)}")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode() + (body if method == "POST" else b"")
+
+    async def send(self, raw: bytes) -> HttpAnswer:
+        if self._reader is None or self._writer is None:
+            raise RuntimeError("connect() first")
+        self._writer.write(raw)
+        head = await self._reader.readuntil(b"\r\n\r\n")
+        status_line, *header_lines = head.decode("latin-1").split("\r\n")
+        length = 0
+        for line in header_lines:
+            name, _, value = line.partition(":")
+            if name.strip().lower() == "content-length":
+                length = int(value)
+        content = await self._reader.readexactly(length) if length else b""
+        return HttpAnswer(int(status_line.split()[1]), content)
+
+
 async def timed_post(
-    http: httpx.AsyncClient, path: str, body: bytes, headers: dict[str, str]
-) -> tuple[float, httpx.Response]:
+    http: Sender, path: str, body: bytes, headers: dict[str, str]
+) -> tuple[float, HttpAnswer]:
     """Client-side time from sending ``body`` to having the whole response (an empty
-    body to ``/healthz`` is a GET: the measurement's own floor)."""
+    body to ``/healthz`` is a GET: the measurement's own floor). The request bytes are
+    prepared before the clock starts."""
+    raw = http.prepare(path, body, headers)
     started = time.perf_counter()
-    if path == "/healthz":
-        response = await http.get(path)
-    else:
-        response = await http.post(path, content=body, headers=headers)
+    response = await http.send(raw)
     return time.perf_counter() - started, response
 
 
-def client(url: str, connections: int = 1) -> httpx.AsyncClient:
-    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-    return httpx.AsyncClient(base_url=url, limits=limits, timeout=60)
+@asynccontextmanager
+async def client(url: str) -> AsyncIterator[Sender]:
+    """One connected :class:`Sender` to ``url`` (``http://host:port``)."""
+    host, _, port = url.removeprefix("http://").partition(":")
+    sender = Sender(host, int(port))
+    await sender.connect()
+    try:
+        yield sender
+    finally:
+        await sender.close()
 
 
 @asynccontextmanager
-async def senders(url: str, n: int) -> AsyncIterator[list[httpx.AsyncClient]]:
-    """``n`` independent senders, each an httpx.AsyncClient with one open connection.
-
-    Not one client with ``n`` connections: httpcore's pool then costs ~15 ms of CPU per
-    request at 200 connections (a burst of 200 GET /healthz took 2.5-8 s), and the load
-    generator, not the server, would be measured. With one client per sender the same
-    burst takes ~0.4 s.
-    """
+async def senders(url: str, n: int) -> AsyncIterator[list[Sender]]:
+    """``n`` independent senders, each one open connection (connected before the burst),
+    so a burst is ``n`` requests in flight at once."""
     async with AsyncExitStack() as stack:
         clients = [await stack.enter_async_context(client(url)) for _ in range(n)]
-        await asyncio.gather(*(c.get("/healthz") for c in clients))  # connect now
         yield clients
 
 

@@ -1,12 +1,13 @@
 """Ack latency of ``irbot serve`` under 200 concurrent requests.
 
 Bursts against the real server (its own process), each of ``--concurrency``
-requests sent at once by as many httpx.AsyncClient senders over already-open
-connections (see ``_server.senders``); the figure is the client-side time from sending
+requests sent at once by as many senders over already-open connections (see
+``_server.Sender``: prepared request bytes on a raw connection, so the load generator
+costs little CPU); the figure is the client-side time from sending
 a request to having its whole response, next to the server's own ack histogram:
 
   * ``GET /healthz``: the floor of the measurement (the load generator shares the 2
-    cores; its httpx costs ~1.5 ms of CPU per request);
+    cores; see ``_server.Sender``);
   * Slack ``/incident help`` (no database: the floor of a Slack request);
   * Slack ``/incident status`` (read-only: open incidents and what waits for the user);
   * Slack ``/incident run bench-respond`` (each starts a run; Bolt acks inside the
@@ -34,9 +35,9 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import httpx
 from _server import (
     PLAYBOOK,
+    HttpAnswer,
     Server,
     SlackSigner,
     ack_histogram,
@@ -72,7 +73,7 @@ class Burst:
 async def burst(
     server: Server,
     requests: list[Request],
-    classify: Callable[[httpx.Response], str],
+    classify: Callable[[HttpAnswer], str],
     route: str,
 ) -> Burst:
     """Send all ``requests`` at once, one sender each; latencies, outcomes, wall, CPU of
@@ -105,7 +106,7 @@ async def sequential(server: Server, requests: list[Request], pause: float = 0.0
     return latencies
 
 
-def slack_outcome(response: httpx.Response) -> str:
+def slack_outcome(response: HttpAnswer) -> str:
     if response.status_code == 404:
         return "404 (Bolt saw no ack() within its 3 s: Slack shows the user an error)"
     if response.status_code != 200:
@@ -124,11 +125,11 @@ def slack_outcome(response: httpx.Response) -> str:
     return "200 other: " + text[:60]
 
 
-def health_outcome(response: httpx.Response) -> str:
+def health_outcome(response: HttpAnswer) -> str:
     return f"{response.status_code} {response.text}"
 
 
-def webhook_outcome(response: httpx.Response) -> str:
+def webhook_outcome(response: HttpAnswer) -> str:
     return f"{response.status_code} {response.json().get('status', response.text[:60])}"
 
 

@@ -28,8 +28,8 @@ import random
 import time
 from dataclasses import dataclass
 
-import httpx
 from _server import (
+    Sender,
     Server,
     alertmanager_group,
     client,
@@ -70,9 +70,7 @@ def wait_quiet(server: Server, quiet: float, limit: float = 15.0) -> None:
         time.sleep(0.05)
 
 
-async def one(
-    server: Server, http: httpx.AsyncClient, request: tuple[str, bytes, dict[str, str]]
-) -> Sample:
+async def one(server: Server, http: Sender, request: tuple[str, bytes, dict[str, str]]) -> Sample:
     path, body, headers = request
     sent_wall = time.time()
     sent = time.monotonic()
