@@ -10,12 +10,14 @@ the DBOS client are; async callers use the ``a*`` twins, which run them in a thr
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, Generic, ParamSpec, TypeVar
 
 from bot.core import inputs as input_rules
 from bot.core import library
@@ -27,9 +29,11 @@ from bot.core.timeline import NOTE, NewEvent, StoredEvent, event_id
 from bot.engine import client
 from bot.settings import Settings
 from bot.store import Incident, RunRecord, TimelineStore
+from bot.store.pending import Acceptance, StartFor
 
 P = ParamSpec("P")
 T = TypeVar("T")
+K = TypeVar("K")
 
 NOTE_MAX = 4000
 
@@ -238,14 +242,21 @@ class Service:
         """Remember a webhook delivery by its ids; False if any was seen (a redelivery)."""
         return self.store.record_delivery(source, delivery_ids, datetime.now(UTC))
 
-    def claim_alert_group(self, source: str, group_key: str) -> int | None:
-        """Open a firing group (an Alertmanager groupKey, a PagerDuty incident) for one
-        run: its generation, or None while an earlier firing's run still holds it."""
-        return self.store.claim_alert_group(source, group_key, datetime.now(UTC))
-
-    def record_start(self, key: str, request: Mapping[str, Any]) -> None:
-        """Keep a webhook's start in the outbox until it is made (bot.store.pending)."""
-        self.store.add_pending_start(key, request, datetime.now(UTC))
+    def accept_delivery(
+        self,
+        source: str,
+        delivery_ids: Sequence[str],
+        *,
+        group_key: str | None,
+        start: StartFor,
+    ) -> Acceptance:
+        """Before a delivery is answered, in one transaction: remember its ids (a
+        redelivery is seen), open its group (an Alertmanager groupKey, a PagerDuty
+        incident: one run per firing) and keep its start in the outbox until it is
+        made."""
+        return self.store.accept_delivery(
+            source, delivery_ids, datetime.now(UTC), group_key=group_key, start=start
+        )
 
     def forget_start(self, key: str) -> None:
         self.store.remove_pending_start(key)
@@ -302,11 +313,17 @@ class Service:
     async def arecord_delivery(self, source: str, delivery_ids: Sequence[str]) -> bool:
         return await _thread(self.record_delivery, source, delivery_ids)
 
-    async def aclaim_alert_group(self, source: str, group_key: str) -> int | None:
-        return await _thread(self.claim_alert_group, source, group_key)
-
-    async def arecord_start(self, key: str, request: Mapping[str, Any]) -> None:
-        await _thread(self.record_start, key, request)
+    async def aaccept_delivery(
+        self,
+        source: str,
+        delivery_ids: Sequence[str],
+        *,
+        group_key: str | None,
+        start: StartFor,
+    ) -> Acceptance:
+        return await _thread(
+            self.accept_delivery, source, delivery_ids, group_key=group_key, start=start
+        )
 
     async def aforget_start(self, key: str) -> None:
         await _thread(self.forget_start, key)
@@ -327,28 +344,46 @@ class Service:
         return await _thread(self.trigger_routes)
 
 
+_THREADS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="irbot-service")
+"""Threads of the front doors' calls. Not the loop's default executor: with the engine
+in the process, DBOS makes its worker pool the default, and a delivery's dedupe then
+queued behind the runs the engine was working."""
+
+
 async def _thread(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-    return await asyncio.to_thread(fn, *args, **kwargs)
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_THREADS, functools.partial(fn, *args, **kwargs))
 
 
-_library_lock = threading.Lock()
-_library_cache: dict[Path, tuple[tuple[tuple[str, int, int], ...], library.Library]] = {}
+class _StampCache(Generic[K, T]):
+    """Values read from files, kept until the files' stamps (name, mtime, size) change,
+    so an edit is seen by the next call while an unchanged file is not parsed and
+    validated again on every request."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: dict[K, tuple[tuple[tuple[str, int, int], ...], T]] = {}
+
+    def get(self, key: K, stamp: tuple[tuple[str, int, int], ...], read: Callable[[], T]) -> T:
+        with self._lock:
+            cached = self._entries.get(key)
+            if cached is not None and cached[0] == stamp:
+                return cached[1]
+        value = read()  # outside the lock: a slow read does not hold up other keys
+        with self._lock:
+            self._entries[key] = (stamp, value)
+        return value
+
+
+_library_cache: _StampCache[Path, library.Library] = _StampCache()
 
 
 def _library(directory: Path) -> library.Library:
     """The playbooks of ``directory``, read and validated once per version of its files
-    (~10-15 ms each time, paid per start and per webhook delivery without this cache);
-    the key is each file's name, mtime and size, so an edit is seen at once."""
+    (~10-15 ms each time, paid per start and per webhook delivery without this cache)."""
     files = library.discover([directory])
     stamp = tuple(_stamp(f) for f in files)
-    with _library_lock:
-        cached = _library_cache.get(directory)
-        if cached is not None and cached[0] == stamp:
-            return cached[1]
-    lib = library.read(files)
-    with _library_lock:
-        _library_cache[directory] = (stamp, lib)
-    return lib
+    return _library_cache.get(directory, stamp, lambda: library.read(files))
 
 
 def _playbook_triggers(directory: Path) -> dict[str, list[Trigger]]:

@@ -3,6 +3,7 @@ reported at its file:line:col, all at once; access questions fail closed."""
 
 from __future__ import annotations
 
+import os
 import textwrap
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -296,3 +297,19 @@ def test_load_config_reports_the_path(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(str(path))
     assert info.value.message == f"{path}:4:1: unknown key 'colour'"
+
+
+def test_an_edit_counts_at_once_even_when_size_and_mtime_stay_the_same(tmp_path: Path) -> None:
+    """Parsing is remembered by the file's text, not its stamp: removing U02 from sre
+    and adding U09 (same size) with the modification time put back is still seen."""
+    path = tmp_path / "irbot.yaml"
+    before = "slack: {channel: C0INC}\ngroups: {sre: [U01, U02]}\n"
+    after = "slack: {channel: C0INC}\ngroups: {sre: [U01, U09]}\n"
+    path.write_text(before)
+    stamp = path.stat()
+    assert load_config(path).members("sre") == {"U01", "U02"}
+    assert load_config(path) is load_config(path)  # unchanged text: parsed once
+    path.write_text(after)
+    os.utime(path, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+    assert path.stat().st_size == stamp.st_size
+    assert load_config(path).members("sre") == {"U01", "U09"}

@@ -795,7 +795,10 @@ def test_a_start_lost_after_the_answer_is_made_from_the_outbox(
         claim=work.Claim("alertmanager", '{}:{alertname="Leak"}', 3),
     )
     assert work.StartRun.from_request(irbot.service, "am-x-1", claimed.request(), slots) == claimed
-    asyncio.run(start.record())  # ... and the process died here
+    accepted = irbot.service.accept_delivery(
+        "pagerduty", ["event:LOST"], group_key=None, start=lambda _: (start.key, start.request())
+    )
+    assert (accepted.seen, accepted.key) == (None, "pd-lost-1")  # ... and the process died here
     assert asyncio.run(work.restart_pending(irbot.service, slots)) == 0  # too recent
     monkeypatch.setattr(work, "RESTART_AFTER", timedelta(0))
     assert asyncio.run(work.restart_pending(irbot.service, slots)) == 1

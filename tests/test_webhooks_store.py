@@ -15,7 +15,7 @@ from typing import TypeVar
 
 import pytest
 
-from bot.store import TimelineStore
+from bot.store import TimelineStore, pending
 
 T = TypeVar("T")
 AT = datetime(2026, 11, 20, 9, 15, tzinfo=UTC)
@@ -119,3 +119,56 @@ def test_old_deliveries_are_pruned_and_recent_ones_kept(stores: list[TimelineSto
     assert store.alert_group_state("alertmanager", GROUP) == ("firing", 1)
     with pytest.raises(ValueError, match="naive"):
         store.prune_deliveries(datetime(2026, 1, 1))  # noqa: DTZ001
+
+
+def _outbox(store: TimelineStore) -> list[str]:
+    return [key for key, _ in store.pending_starts(AT + timedelta(days=1))]
+
+
+def test_accepting_a_delivery_is_one_transaction(stores: list[TimelineStore]) -> None:
+    """Dedupe, group claim and outbox row are kept together or not at all: a repeat
+    leaves no second start, a busy group no start, and a failure while building the
+    start (after the ids and the claim were written) leaves neither ids nor claim."""
+    store = stores[0]
+
+    def start_for(group: str) -> pending.StartFor:
+        return lambda generation: (f"pd-{group}-{generation}", {"generation": generation})
+
+    start = start_for("Q1")
+    first = store.accept_delivery("pagerduty", ["event:E1"], AT, group_key="Q1", start=start)
+    assert (first.seen, first.generation, first.key) == (None, 1, "pd-Q1-1")
+    again = store.accept_delivery("pagerduty", ["event:E1"], AT, group_key="Q1", start=start)
+    busy = store.accept_delivery("pagerduty", ["event:E2"], AT, group_key="Q1", start=start)
+    assert (again.seen, busy.seen) == ("delivery", "group")
+    assert _outbox(store) == ["pd-Q1-1"]
+    assert store.pending_starts(AT + timedelta(days=1))[0][1]["generation"] == 1
+
+    def broken(generation: int | None) -> tuple[str, dict[str, object]]:
+        raise RuntimeError("the start could not be described")
+
+    with pytest.raises(RuntimeError):
+        store.accept_delivery("pagerduty", ["event:E3"], AT, group_key="Q2", start=broken)
+    assert store.alert_group_state("pagerduty", "Q2") is None  # the claim was rolled back
+    retried = store.accept_delivery(
+        "pagerduty", ["event:E3"], AT, group_key="Q2", start=start_for("Q2")
+    )
+    assert (retried.seen, retried.key) == (None, "pd-Q2-1")  # ... and so were the ids
+    no_group = store.accept_delivery("github", ["d-9"], AT, start=lambda g: (f"gh-{g}", {}))
+    assert (no_group.generation, no_group.key) == (None, "gh-None")
+    assert sorted(_outbox(store)) == ["gh-None", "pd-Q1-1", "pd-Q2-1"]
+
+
+def test_racing_copies_of_a_delivery_make_one_start(stores: list[TimelineStore]) -> None:
+    """Twenty copies of one PagerDuty event through four stores at once: one acceptance,
+    one outbox row."""
+    results = race(
+        stores,
+        20,
+        lambda s: (
+            s.accept_delivery(
+                "pagerduty", ["event:RACE"], AT, group_key="QR", start=lambda g: (f"pd-QR-{g}", {})
+            ).seen
+        ),
+    )
+    assert sorted(results, key=str) == [None] + ["delivery"] * 19
+    assert _outbox(stores[0]) == ["pd-QR-1"]

@@ -7,6 +7,7 @@ under ``playbooks:`` cannot be started by anyone.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -170,7 +171,17 @@ def _config_wording(diagnostic: Diagnostic) -> Diagnostic:
 
 
 def parse_config(text: str, file: str) -> Config:
-    """The config in ``text``, or :class:`ConfigError` listing every problem."""
+    """The config in ``text``, or :class:`ConfigError` listing every problem.
+
+    Remembered by text: irbot.yaml is read on every request (so an edit, a member
+    removed from a group, counts at once), but parsing and validating it cost ~1-2 ms,
+    paid by every webhook delivery and Slack command before. A Config is frozen.
+    """
+    return _parse_config(text, file)
+
+
+@functools.lru_cache(maxsize=16)
+def _parse_config(text: str, file: str) -> Config:
     config, problems = _diagnostics(text, file)
     if problems or config is None:
         problems = sorted(dict.fromkeys(problems), key=lambda d: (d.location, d.message))

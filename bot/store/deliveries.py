@@ -34,6 +34,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from bot.store.records import require_utc
@@ -66,21 +67,38 @@ alert_groups = Table(
 )
 
 
-def _insert_new(session: Session, table: Table, keys: Sequence[str], **values: Any) -> bool:
+Db = Session | Connection
+"""The caller's write transaction: an ORM session, or (cheaper, on the hot path of a
+webhook delivery) a plain connection."""
+
+_INSERTS: dict[tuple[str, str, tuple[str, ...]], Executable] = {}
+
+
+def dialect(db: Db) -> str:
+    return db.dialect.name if isinstance(db, Connection) else db.get_bind().dialect.name
+
+
+def _insert_new(db: Db, table: Table, keys: Sequence[str], **values: Any) -> bool:
     """INSERT … ON CONFLICT DO NOTHING RETURNING (both databases have it; rowcount is
-    not reliable for inserts through every driver); True if it inserted."""
-    statement: Executable
-    column = table.c[keys[0]]
-    if session.get_bind().dialect.name == "postgresql":
-        pg = pg_insert(table).values(values).on_conflict_do_nothing(index_elements=keys)
-        statement = pg.returning(column)
-    else:
-        lite = sqlite_insert(table).values(values).on_conflict_do_nothing(index_elements=keys)
-        statement = lite.returning(column)
-    return session.execute(statement).first() is not None
+    not reliable for inserts through every driver); True if it inserted. The statement
+    is built once per table: a burst of deliveries spent more time building it than the
+    database spent running it."""
+    dialect_name = dialect(db)
+    cache_key = (dialect_name, table.name, tuple(keys))
+    statement = _INSERTS.get(cache_key)
+    if statement is None:
+        column = table.c[keys[0]]
+        if dialect_name == "postgresql":
+            pg = pg_insert(table).on_conflict_do_nothing(index_elements=keys)
+            statement = pg.returning(column)
+        else:
+            lite = sqlite_insert(table).on_conflict_do_nothing(index_elements=keys)
+            statement = lite.returning(column)
+        _INSERTS[cache_key] = statement
+    return db.execute(statement, values).first() is not None
 
 
-def record(session: Session, source: str, delivery_ids: Iterable[str], at: datetime) -> bool:
+def record(session: Db, source: str, delivery_ids: Iterable[str], at: datetime) -> bool:
     """Remember every id; True only if none of them was seen before."""
     ids = list(dict.fromkeys(delivery_ids))
     if not source or not ids or not all(ids):
@@ -108,7 +126,7 @@ def group_hash(group_key: str) -> str:
     return hashlib.sha256(group_key.encode()).hexdigest()
 
 
-def claim(session: Session, source: str, group_key: str, at: datetime) -> int | None:
+def claim(session: Db, source: str, group_key: str, at: datetime) -> int | None:
     """Mark the group firing and return its new generation, or None if it already was.
 
     The insert either creates the row (first firing ever) or waits for a concurrent
@@ -166,7 +184,7 @@ def state(session: Session, source: str, group_key: str) -> tuple[str, int] | No
     return None if row is None else (str(row.state), int(row.generation))
 
 
-def _locked(session: Session, source: str, digest: str) -> tuple[str, int] | None:
+def _locked(session: Db, source: str, digest: str) -> tuple[str, int] | None:
     """(state, generation), with the row locked until the transaction ends."""
     query = (
         select(alert_groups.c.state, alert_groups.c.generation)
@@ -177,7 +195,7 @@ def _locked(session: Session, source: str, digest: str) -> tuple[str, int] | Non
     return None if row is None else (str(row.state), int(row.generation))
 
 
-def _set(session: Session, source: str, digest: str, **values: object) -> None:
+def _set(session: Db, source: str, digest: str, **values: object) -> None:
     session.execute(
         update(alert_groups)
         .where(alert_groups.c.source == source, alert_groups.c.group_hash == digest)

@@ -185,10 +185,9 @@ async def _prune_deliveries(store: TimelineStore) -> None:
 
 async def _restart_pending(service: Service) -> None:
     """Start what webhook deliveries were answered for but a crash kept from starting."""
-    from bot.webhooks.endpoints import STARTS_IN_FLIGHT
-    from bot.webhooks.work import restart_pending
+    from bot.webhooks.work import Starts, restart_pending
 
-    slots = asyncio.Semaphore(STARTS_IN_FLIGHT)
+    slots = Starts()
     while True:
         await restart_pending(service, slots)
         await asyncio.sleep(OUTBOX_EVERY)

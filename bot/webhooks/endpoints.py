@@ -14,7 +14,7 @@ sender retries later).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -25,15 +25,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from bot.core import webhooks as core
+from bot.core.config import TriggerRoute
 from bot.core.errors import IrbotError
+from bot.core.playbook import Trigger
 from bot.service import Service
 from bot.webhooks.body import read_body
 from bot.webhooks.secrets import ALERTMANAGER, GENERIC, GITHUB, PAGERDUTY, WebhookSecrets
-from bot.webhooks.work import Claim, NoteRun, StartRun
+from bot.webhooks.work import Claim, NoteRun, StartRun, Starts
 
-STARTS_IN_FLIGHT = 4
-"""Runs being started at once from webhook deliveries (the rest wait their turn after
-their answer); a burst's answers then do not queue behind its starts."""
+ROUTES_TTL = 1.0
+"""Seconds the trigger routes (irbot.yaml's and the playbooks') are reused: an edit
+counts within a second, and a burst does not re-read them per delivery."""
 
 log = structlog.get_logger("irbot.webhooks")
 
@@ -82,7 +84,9 @@ class Endpoints:
         self.secrets = secrets
         self.observe = observe or (lambda source, result: None)
         self.clock = clock or _utcnow
-        self.starts = asyncio.Semaphore(STARTS_IN_FLIGHT)
+        self.starts = Starts()
+        self._routes: tuple[list[TriggerRoute], dict[str, list[Trigger]]] | None = None
+        self._routes_at = 0.0
 
     # ------------------------------------------------------------------ answering
 
@@ -91,7 +95,8 @@ class Endpoints:
     ) -> Response:
         """Turn an outcome or a refusal into the response; observe it once."""
         try:
-            outcome = await handle(request)
+            with self.starts.answering():
+                outcome = await handle(request)
         except core.WebhookError as exc:
             log.info("webhook.refused", source=source, status=exc.status, reason=exc.message)
             self.observe(source, exc.result)
@@ -110,7 +115,11 @@ class Endpoints:
         return JSONResponse(outcome.body, status_code=outcome.status, background=task)
 
     async def _route(self, events: list[core.TriggerEvent]) -> core.Match | None:
-        routes, triggers = await self.service.atrigger_routes()
+        loop = asyncio.get_running_loop()
+        if self._routes is None or loop.time() - self._routes_at > ROUTES_TTL:
+            self._routes = await self.service.atrigger_routes()
+            self._routes_at = loop.time()
+        routes, triggers = self._routes
         return core.route(events, routes, triggers)
 
     # ------------------------------------------------------------------ PagerDuty
@@ -143,18 +152,23 @@ class Endpoints:
         match = await self._route([delivery.event])
         if match is None:
             return ignored(f"no route matches this {delivery.event_type} event")
-        if not await self.service.arecord_delivery("pagerduty", ids):
-            return duplicate(f"event {delivery.event_id} was delivered before")
-        claim = None
-        if incident is not None:
-            generation = await self.service.aclaim_alert_group("pagerduty", incident)
-            if generation is None:
-                return duplicate(f"PagerDuty incident {incident} already has a run")
-            claim = Claim("pagerduty", incident, generation)
-            key = core.run_key("pd", incident, str(generation))
-        else:
-            key = core.run_key("pd", delivery.event_id)
-        return await self._start("pagerduty", match, key, match.event.trigger, claim)
+        event_id = delivery.event_id
+        return await self._start(
+            "pagerduty",
+            match,
+            match.event.trigger,
+            ids=ids,
+            group_key=incident,
+            key_for=lambda generation: (
+                core.run_key("pd", event_id)
+                if incident is None
+                else core.run_key("pd", incident, str(generation))
+            ),
+            seen={
+                "delivery": f"event {event_id} was delivered before",
+                "group": f"PagerDuty incident {incident} already has a run",
+            },
+        )
 
     # ------------------------------------------------------------------ Alertmanager
 
@@ -178,12 +192,16 @@ class Endpoints:
         match = await self._route(list(group.alerts))
         if match is None:
             return ignored("no route matches a firing alert of this group")
-        generation = await self.service.aclaim_alert_group("alertmanager", group.group_key)
-        if generation is None:
-            return duplicate("this alert group already has a run while it fires")
-        claim = Claim("alertmanager", group.group_key, generation)
-        key = core.run_key("am", group.group_key, str(generation))
-        return await self._start("alertmanager", match, key, match.event.trigger, claim)
+        group_key = group.group_key
+        return await self._start(
+            "alertmanager",
+            match,
+            match.event.trigger,
+            ids=(),  # Alertmanager sends no delivery id: the group claim is the dedupe
+            group_key=group_key,
+            key_for=lambda generation: core.run_key("am", group_key, str(generation)),
+            seen={"group": "this alert group already has a run while it fires"},
+        )
 
     # ------------------------------------------------------------------ GitHub
 
@@ -207,10 +225,14 @@ class Endpoints:
         match = await self._route([event])
         if match is None:
             return ignored(f"no route matches this secret_scanning_alert ({event.kind}) event")
-        if not await self.service.arecord_delivery("github", [delivery_id]):
-            return duplicate(f"delivery {delivery_id} was received before")
-        trigger = {**match.event.trigger, "delivery": delivery_id}
-        return await self._start("github", match, core.run_key("gh", delivery_id), trigger)
+        return await self._start(
+            "github",
+            match,
+            {**match.event.trigger, "delivery": delivery_id},
+            ids=[delivery_id],
+            key_for=lambda _: core.run_key("gh", delivery_id),
+            seen={"delivery": f"delivery {delivery_id} was received before"},
+        )
 
     # ------------------------------------------------------------------ generic
 
@@ -239,11 +261,13 @@ class Endpoints:
         match = await self._route([event])
         if match is None:
             return ignored(f"no route matches this {name} event")
-        if not await self.service.arecord_delivery(f"generic/{name}", [delivery_id]):
-            return duplicate(f"delivery {delivery_id} was received before")
-        trigger = {**match.event.trigger, "delivery": delivery_id}
         return await self._start(
-            f"generic/{name}", match, core.run_key("gen", name, delivery_id), trigger
+            f"generic/{name}",
+            match,
+            {**match.event.trigger, "delivery": delivery_id},
+            ids=[delivery_id],
+            key_for=lambda _: core.run_key("gen", name, delivery_id),
+            seen={"delivery": f"delivery {delivery_id} was received before"},
         )
 
     # ------------------------------------------------------------------ starting
@@ -252,15 +276,41 @@ class Endpoints:
         self,
         source: str,
         match: core.Match,
-        key: str,
         trigger: Mapping[str, Any],
-        claim: Claim | None = None,
+        *,
+        ids: Sequence[str],
+        key_for: Callable[[int | None], str],
+        seen: Mapping[str, str],
+        group_key: str | None = None,
     ) -> Outcome:
-        work = StartRun.of(
-            self.service, source, match, key, trigger, slots=self.starts, claim=claim
+        """Accept the delivery (dedupe, group claim, outbox: one transaction, before the
+        answer, so a crash after it loses no run) and answer with the start to make.
+        ``key_for(generation)`` names the run; ``seen`` says why a repeat is one."""
+        made: list[StartRun] = []
+
+        def start(generation: int | None) -> tuple[str, Mapping[str, Any]]:
+            claim = None
+            if group_key is not None and generation is not None:
+                claim = Claim(source, group_key, generation)
+            work = StartRun.of(
+                self.service,
+                source,
+                match,
+                key_for(generation),
+                trigger,
+                slots=self.starts,
+                claim=claim,
+            )
+            made.append(work)
+            return work.key, work.request()
+
+        acceptance = await self.service.aaccept_delivery(
+            source, ids, group_key=group_key, start=start
         )
-        await work.record()  # before the answer: a crash after it loses no run
-        return accepted(work, playbook=match.playbook, run=f"run-{key}", route=match.route)
+        if acceptance.seen is not None:
+            return duplicate(seen[acceptance.seen])
+        work = made[-1]
+        return accepted(work, playbook=match.playbook, run=f"run-{work.key}", route=match.route)
 
 
 async def _signed_body(

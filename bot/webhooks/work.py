@@ -9,9 +9,11 @@ group's next firing tries again.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractAsyncContextManager, contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
+from types import TracebackType
 from typing import Any
 
 import structlog
@@ -23,6 +25,70 @@ from bot.service import Service
 
 log = structlog.get_logger("irbot.webhooks")
 _redact = Redactor()
+
+
+STARTS_IN_FLIGHT = 4
+"""Runs being started at once from webhook deliveries (the rest wait their turn after
+their answer); a burst's answers then do not queue behind its starts."""
+
+ANSWERS_FIRST = 1.0
+"""Seconds a start may wait for the deliveries being answered (:class:`Starts`)."""
+
+QUIET = 0.01
+"""A burst is over when no delivery has arrived for this long."""
+
+
+class Starts:
+    """Whose turn it is to start a run: at most ``in_flight`` starts at once, and answers
+    first. A start does its work in the process that answers deliveries (incident, run,
+    events, the engine's queue: ~10 ms), so under a burst every start made while
+    deliveries wait for their answer pushes those answers towards the sender's deadline.
+    A start waits while deliveries are being answered or have arrived in the last
+    :data:`QUIET` seconds (the next of a burst may not have reached its handler yet),
+    for at most ``defer`` seconds (a steady stream cannot hold the starts back for good).
+    """
+
+    POLL = 0.005
+
+    def __init__(self, in_flight: int = STARTS_IN_FLIGHT, defer: float = ANSWERS_FIRST) -> None:
+        self._slots = asyncio.Semaphore(in_flight)
+        self._answering = 0
+        self._arrived = float("-inf")
+        self.defer = defer
+
+    @contextmanager
+    def answering(self) -> Iterator[None]:
+        """Around the handling of one delivery, up to its answer."""
+        self._answering += 1
+        self._arrived = asyncio.get_running_loop().time()
+        try:
+            yield
+        finally:
+            self._answering -= 1
+
+    def _busy(self, now: float) -> bool:
+        return self._answering > 0 or now - self._arrived < QUIET
+
+    async def __aenter__(self) -> None:
+        await self._slots.acquire()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.defer
+        # A poll, not an Event: at most in_flight starts wait here, and a missed wake-up
+        # cannot keep one waiting past its deadline.
+        while self._busy(now := loop.time()) and now < deadline:
+            await asyncio.sleep(self.POLL)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._slots.release()
+
+
+Slots = AbstractAsyncContextManager[Any]
+"""What a start holds while it is made: :class:`Starts`, or any semaphore."""
 
 
 @dataclass(frozen=True)
@@ -37,7 +103,8 @@ class Claim:
 @dataclass(frozen=True)
 class StartRun:
     """Start the run a delivery was answered for. Recorded in the store's outbox before
-    the answer (:meth:`record`) and removed once started or refused for good, so a crash
+    the answer (with the delivery's dedupe and group claim, ``Service.accept_delivery``)
+    and removed once started or refused for good, so a crash
     in between leaves it for :func:`restart_pending` (starting twice is harmless: the key
     makes a start idempotent)."""
 
@@ -49,7 +116,7 @@ class StartRun:
     key: str
     requester: str
     trigger: Mapping[str, Any]
-    slots: asyncio.Semaphore
+    slots: Slots
     """Bounds the starts in flight: under a burst, 200 starts at once would hold the
     database and the thread pool while the next deliveries wait for their answers."""
     claim: Claim | None = None
@@ -63,7 +130,7 @@ class StartRun:
         key: str,
         trigger: Mapping[str, Any],
         *,
-        slots: asyncio.Semaphore,
+        slots: Slots,
         claim: Claim | None = None,
     ) -> StartRun:
         return cls(
@@ -94,7 +161,7 @@ class StartRun:
 
     @classmethod
     def from_request(
-        cls, service: Service, key: str, request: Mapping[str, Any], slots: asyncio.Semaphore
+        cls, service: Service, key: str, request: Mapping[str, Any], slots: Slots
     ) -> StartRun:
         claim = request.get("claim")
         return cls(
@@ -109,10 +176,6 @@ class StartRun:
             slots,
             Claim(**claim) if claim else None,
         )
-
-    async def record(self) -> None:
-        """Into the outbox, before the delivery is answered."""
-        await self.service.arecord_start(self.key, self.request())
 
     async def __call__(self) -> None:
         """Start the run. The last-resort boundary of a webhook: the answer is sent, so
@@ -197,7 +260,7 @@ RESTART_AFTER = timedelta(seconds=60)
 of an unexpected kind): the server starts it again."""
 
 
-async def restart_pending(service: Service, slots: asyncio.Semaphore) -> int:
+async def restart_pending(service: Service, slots: Slots) -> int:
     """Start again what the outbox still holds from more than :data:`RESTART_AFTER` ago;
     how many were tried."""
     before = datetime.now(UTC) - RESTART_AFTER
