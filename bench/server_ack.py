@@ -152,6 +152,26 @@ def report(name: str, result: Burst) -> None:
         print(f"    {count:4d} x {outcome}")
 
 
+def settle(server: Server, what: str) -> None:
+    """Wait for every run started so far to finish."""
+    total = sum(server.runs_by_status().values())
+    counts, waited = wait_runs(server, total, 120)
+    print(f"    (runs after {what}: {counts}; finished {waited:.1f} s later)")
+
+
+def quiet(server: Server, idle: float) -> None:
+    """Wait until the server (and worker) use at most ``idle`` + 5% of a core over a
+    second: the previous burst's late answers (through response_url, four at a time)
+    and its runs are done, so each burst meets an idle server."""
+    began = time.monotonic()
+    while time.monotonic() - began < 120:
+        cpu0 = server.cpu_seconds() + server.worker_cpu_seconds()
+        time.sleep(1)
+        if server.cpu_seconds() + server.worker_cpu_seconds() - cpu0 <= idle + 0.05:
+            break
+    print(f"    (server quiet after {time.monotonic() - began:.1f} s)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--concurrency", type=int, default=200)
@@ -178,18 +198,14 @@ def main() -> None:
         def page(i: int, tag: str) -> Request:
             return ("/webhooks/pagerduty", *pagerduty_triggered(i, tag))
 
-        def settle(what: str) -> None:
-            total = sum(server.runs_by_status().values())
-            counts, waited = wait_runs(server, total, 120)
-            print(f"    (runs after {what}: {counts}; finished {waited:.1f} s later)")
-
         print(f"irbot serve pid {server.pid} on {server.url}; RSS {server.rss_mib():.0f} MiB")
         asyncio.run(sequential(server, [status(), run(-1), page(-1, "warm")]))  # first use
-        settle("warm-up")
+        settle(server, "warm-up")
         cpu0, work0 = server.cpu_seconds(), server.worker_cpu_seconds()
         time.sleep(5)
         idle = (server.cpu_seconds() - cpu0) / 5
         idle_worker = (server.worker_cpu_seconds() - work0) / 5
+
         print(
             f"idle CPU: server {idle * 100:.0f}% of one core"
             + (f", worker {idle_worker * 100:.0f}%" if args.split_worker else "")
@@ -207,36 +223,45 @@ def main() -> None:
                 sequential(server, [page(i, "one") for i in range(b)], 0.1)
             ),
         }
-        settle("the one-by-one baseline")
+        settle(server, "the one-by-one baseline")
 
         results: dict[str, Burst] = {}
+        quiet(server, idle + idle_worker)
         print(f"burst: {n} x GET /healthz (the floor of the measurement itself)")
         results["GET /healthz"] = asyncio.run(
             burst(server, [("/healthz", b"", {}) for _ in range(n)], health_outcome, "none")
         )
+        quiet(server, idle + idle_worker)
         print(f"burst: {n} x /incident help (the floor: signature, Bolt, no database)")
         results["slack /incident help"] = asyncio.run(
             burst(server, [helps() for _ in range(n)], slack_outcome, "slack")
         )
+        quiet(server, idle + idle_worker)
         print(f"burst: {n} x /incident status")
         results["slack /incident status"] = asyncio.run(
             burst(server, [status() for _ in range(n)], slack_outcome, "slack")
         )
+        quiet(server, idle + idle_worker)
         print(f"burst: {n} x /incident run")
         results["slack /incident run"] = asyncio.run(
             burst(server, [run(i) for i in range(n)], slack_outcome, "slack")
         )
-        settle("the /incident run burst")
+        settle(server, "the /incident run burst")
+        quiet(server, idle + idle_worker)
         print(f"burst: {n} x PagerDuty incident.triggered")
         results["pagerduty incident.triggered"] = asyncio.run(
             burst(
                 server, [page(i, "burst") for i in range(n)], webhook_outcome, "webhook:pagerduty"
             )
         )
-        settle("the PagerDuty burst")
+        settle(server, "the PagerDuty burst")
         print(f"server RSS at the end {server.rss_mib():.0f} MiB")
 
-    print(f"\n== one by one ({b} each, unloaded server) ==")
+    print_results(baseline, results, n)
+
+
+def print_results(baseline: dict[str, list[float]], results: dict[str, Burst], n: int) -> None:
+    print(f"\n== one by one ({len(next(iter(baseline.values())))} each, unloaded server) ==")
     for name, latencies in baseline.items():
         print(f"{name}: {summary(latencies)}")
     print(f"\n== ack latency, {n} concurrent requests (client-side) ==")
