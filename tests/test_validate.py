@@ -1075,3 +1075,18 @@ def test_huge_constants_are_never_built(template: str) -> None:
     assert run(text).ok
     with pytest.raises(ExpressionError, match="not allowed"):
         expressions.evaluate(template, {})
+
+
+def test_an_unknown_action_beside_a_destructive_compensation_is_reported_not_a_crash() -> None:
+    """Found by tests/test_loader_fuzz.py: an empty action name next to a destructive
+    on_failure action raised KeyError while naming the ungated action."""
+    text = (
+        "name: x\nversion: 1\nsteps:\n"
+        "  - id: a\n    action: ''\n"
+        "    on_failure: [{action: aws.iam.create_access_key}]\n"
+    )
+    result = check(text, "x.yaml")
+    messages = [d.message for d in result.diagnostics]
+    assert not result.ok
+    assert "unknown action ''" in messages
+    assert any("aws.iam.create_access_key but no approval gate" in m for m in messages)

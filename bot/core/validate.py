@@ -394,7 +394,7 @@ class _Checker:
                 destructive = [
                     a
                     for a in (step.action, *(c.action for c in step.on_failure))
-                    if self.catalog[a].destructive
+                    if a in self.catalog and self.catalog[a].destructive  # unknown: reported
                 ]
                 self.error(
                     ("steps", index_of[step.id], "action"),
