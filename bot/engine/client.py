@@ -37,7 +37,7 @@ from bot.core.timeline import (
 )
 from bot.core.validate import LoadedPlaybook
 from bot.engine.runtime import ENGINE_VERSION, QUEUE_POLL_SECONDS, RUN_QUEUE
-from bot.engine.spec import RunSpec
+from bot.engine.spec import RunSpec, remember
 from bot.engine.workflow import gate_topic, manual_topic
 from bot.settings import Settings
 from bot.store import RunRecord, TimelineStore
@@ -138,6 +138,7 @@ def submit(
     incident = store.open_incident(
         key=run_id, title=redact.text(title)[:200], severity="high", playbook=name, at=now
     )
+    remember(loaded)  # a worker in this process need not validate it again
     spec = RunSpec(
         run_id=run_id,
         incident_id=incident.id,

@@ -8,7 +8,7 @@ the clock or irbot.yaml, writing the timeline — happens in the DBOS steps of
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, NoReturn
@@ -138,15 +138,16 @@ class _State:
         """Append a timeline event for this run (a DBOS step)."""
         await steps.record(self.spec.run_id, self.spec.incident_id, step_id, kind, payload, **kw)
 
-    def context(self, item: Any = None, with_item: bool = False) -> dict[str, Any]:
+    def context(
+        self, item: Any = None, with_item: bool = False, *, stored: bool = False
+    ) -> dict[str, Any]:
+        """What expressions see. ``stored``: plain data throughout, for a context that
+        DBOS keeps (a fan-out item's), where ``steps`` is otherwise a live view."""
         spec = self.spec
-        steps_ctx = {
-            sid: {"outputs": self.outputs.get(sid, {}), "status": status}
-            for sid, status in self.statuses.items()
-        }
+        view = _StepsView(self)
         ctx: dict[str, Any] = {
             "inputs": spec.inputs,
-            "steps": steps_ctx,
+            "steps": {sid: view[sid] for sid in view} if stored else view,
             "run": {
                 "id": spec.run_id,
                 "requester": spec.requester,
@@ -159,6 +160,25 @@ class _State:
         if with_item:
             ctx["item"] = item
         return ctx
+
+
+class _StepsView(Mapping[str, dict[str, Any]]):
+    """``steps`` in expressions: each step's status and outputs, read when used. Built
+    in full for every step, it made a run quadratic in its length (a 500-step run spent
+    ~6% of its time there, bench/engine_overhead.py)."""
+
+    def __init__(self, state: _State) -> None:
+        self._state = state
+
+    def __getitem__(self, step_id: str) -> dict[str, Any]:
+        status = self._state.statuses[step_id]
+        return {"outputs": self._state.outputs.get(step_id, {}), "status": status}
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._state.statuses)
+
+    def __len__(self) -> int:
+        return len(self._state.statuses)
 
 
 @DBOS.workflow(name="irbot.run")
@@ -354,7 +374,7 @@ async def _fan_out(state: _State, step: ActionStep, policy: Retry, timeout: floa
             "call": call,
             "retry": policy.model_dump(mode="json"),
             "on_failure": [c.model_dump(mode="json", by_alias=True) for c in step.on_failure],
-            "context": state.context(items[index], with_item=True),
+            "context": state.context(items[index], with_item=True, stored=True),
         }
         with (
             SetWorkflowID(f"{spec.run_id}:{step.id}:{index}"),
