@@ -119,3 +119,18 @@ def test_a_steady_stream_of_deliveries_cannot_hold_a_start_back_for_good() -> No
                 return True
 
     assert asyncio.run(asyncio.wait_for(scenario(), timeout=10)) is True
+
+
+def test_a_start_cancelled_while_waiting_gives_its_slot_back() -> None:
+    async def scenario() -> bool:
+        starts = work.Starts(in_flight=1, defer=30)
+        with starts.answering():
+            waiting = asyncio.create_task(starts.__aenter__())
+            await asyncio.sleep(0.02)  # it holds the only slot and waits for the answer
+            waiting.cancel()
+            await asyncio.gather(waiting, return_exceptions=True)
+        await asyncio.sleep(work.QUIET)
+        async with starts:  # the slot is free again
+            return True
+
+    assert asyncio.run(asyncio.wait_for(scenario(), timeout=10)) is True

@@ -73,10 +73,14 @@ class Starts:
         await self._slots.acquire()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.defer
-        # A poll, not an Event: at most in_flight starts wait here, and a missed wake-up
-        # cannot keep one waiting past its deadline.
-        while self._busy(now := loop.time()) and now < deadline:
-            await asyncio.sleep(self.POLL)
+        try:
+            # A poll, not an Event: at most in_flight starts wait here, and a missed
+            # wake-up cannot keep one waiting past its deadline.
+            while self._busy(now := loop.time()) and now < deadline:
+                await asyncio.sleep(self.POLL)
+        except BaseException:  # cancelled while waiting: __aexit__ will not run
+            self._slots.release()
+            raise
 
     async def __aexit__(
         self,
@@ -104,9 +108,9 @@ class Claim:
 class StartRun:
     """Start the run a delivery was answered for. Recorded in the store's outbox before
     the answer (with the delivery's dedupe and group claim, ``Service.accept_delivery``)
-    and removed once started or refused for good, so a crash
-    in between leaves it for :func:`restart_pending` (starting twice is harmless: the key
-    makes a start idempotent)."""
+    and removed once started or refused for good, so a crash in between leaves it for
+    :func:`restart_pending` (starting twice is harmless: the key makes a start
+    idempotent)."""
 
     service: Service
     source: str
