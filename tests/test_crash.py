@@ -28,6 +28,7 @@ from bot.core import inputs as input_rules
 from bot.core import library
 from bot.core.config import load_config
 from bot.engine import client
+from bot.engine.workflow import chunks
 from bot.store import TimelineStore
 from tests.engine_support import Harness
 
@@ -149,7 +150,9 @@ class Drill:
     def finished_keys(self) -> set[str]:
         """Destructive calls DBOS has checkpointed as finished steps."""
         done = set()
-        workflows = [self.run_id] + [f"{self.run_id}:fan:{n}" for n in range(3)]
+        fan = f"{self.run_id}:fan"
+        chunked = [f"{fan}:{part.start}-{part.stop - 1}" for part in chunks(3, 1)]
+        workflows = [self.run_id, *chunked]  # the fan-out's items go in chunks
         for workflow_id in workflows:
             for step in self.dbos.list_workflow_steps(workflow_id) or []:
                 output = step["output"]

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from dbos import DBOS
 
 from bot.actions import testing as test_actions
 from bot.actions.testing import read_records
@@ -24,7 +25,7 @@ from bot.core.errors import UsageError
 from bot.core.playbook import Retry
 from bot.core.retry import delay
 from bot.core.timeline import StoredEvent
-from bot.engine import client, runtime
+from bot.engine import client, runtime, workflow
 from bot.engine.actions import ActionContext, ActionError, FunctionAction, Registry
 from tests.engine_support import Harness
 
@@ -841,3 +842,39 @@ def test_secret_in_an_action_error_is_redacted_everywhere_it_is_stored(h: Harnes
         for path in h.root.rglob("*"):
             if path.is_file():
                 assert CANARY.encode() not in path.read_bytes(), path
+
+
+def test_chunks_split_items_in_order_two_per_slot() -> None:
+    """Contiguous, ordered, covering every index once; at most 2 x concurrency parts."""
+    parts = workflow.chunks(200, 20)
+    assert len(parts) == 40
+    assert [i for part in parts for i in part] == list(range(200))
+    assert {len(part) for part in parts} == {5}
+    uneven = workflow.chunks(7, 2)
+    assert [list(p) for p in uneven] == [[0, 1], [2, 3], [4, 5], [6]]
+    assert [list(p) for p in workflow.chunks(3, 10)] == [[0], [1], [2]]
+    assert workflow.chunks(0, 4) == []
+
+
+def test_a_fan_out_goes_several_items_to_a_child_workflow(h: Harness) -> None:
+    """Nine items at concurrency 2: four child workflows of consecutive items (not nine),
+    each item still its own step with its own key and event."""
+    h.add_playbook(
+        FAN.replace("concurrency: 4", "concurrency: 2").replace(
+            "default: [alpha, beta, gamma, delta]", "default: [a, b, c, d, e, f, g, h, i]"
+        )
+    )
+
+    async def scenario() -> None:
+        run_id = h.submit("fan")
+        run = await h.wait_for(run_id)
+        assert run.status == "succeeded", run.detail
+        children = await DBOS.list_workflows_async(workflow_id_prefix=f"{run_id}:each:")
+        assert sorted(w.workflow_id for w in children) == [
+            f"{run_id}:each:{span}" for span in ("0-2", "3-4", "5-6", "7-8")
+        ]
+        assert {w.name for w in children} == {"irbot.items"}
+        each = step_events(h, run_id, "each")
+        assert sorted(e.payload["item"] for e in each) == list(range(9))
+
+    drive(h, scenario)

@@ -146,9 +146,13 @@ async def group_map() -> dict[str, Any]:
 
 @DBOS.step(name="irbot.fanout_queue")
 async def fanout_queue(concurrency: int, action: str) -> str:
-    from bot.engine.workflow import ensure_fanout_queue
+    """The queue of a fan-out's items, recorded with how they are run (a recorded
+    name without the CHUNKED mark, from before chunks existed, keeps a run in flight
+    across an upgrade on one child workflow per item)."""
+    from bot.engine.workflow import CHUNKED, RATE_LIMITS, ensure_fanout_queue
 
-    return await ensure_fanout_queue(concurrency, action)
+    name = await ensure_fanout_queue(concurrency, action)
+    return name if action in RATE_LIMITS else name + CHUNKED
 
 
 @DBOS.step(name="irbot.prepare_child")
