@@ -53,7 +53,11 @@ from bot.core.timeline import (
 from bot.engine import steps
 from bot.engine.spec import RunSpec
 
-FANOUT_POLL_SECONDS = 0.02
+FANOUT_POLL_SECONDS = 0.1
+"""How often each fan-out queue is polled, in every engine process, busy or idle. Since
+items go several to a child, a fan-out meets a poll only when a child starts (not per
+item), so 20 ms bought nothing measurable and cost an idle engine ~13% of a core (27 ->
+14%, bench/RESULTS.md)."""
 AWAIT_POLL_SECONDS = 0.2
 """The parent checks on its items this often: a wide poll of every item slows the items."""
 MANUAL_DEFAULT_TTL = timedelta(days=30)
