@@ -7,9 +7,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
+from bot import turns
 from bot.slack import commands
 from bot.slack.answer import Reply
-from bot.webhooks import work
+from bot.turns import Turns
 
 
 def test_a_queued_command_is_acked_at_once_without_waiting_its_budget() -> None:
@@ -85,7 +88,7 @@ def test_a_start_waits_while_a_delivery_is_answered() -> None:
 
     async def scenario() -> list[str]:
         order: list[str] = []
-        starts = work.Starts(in_flight=4, defer=30)
+        starts = Turns(in_flight=4, defer=30)
         answered = asyncio.Event()
 
         async def delivery() -> None:
@@ -104,7 +107,7 @@ def test_a_start_waits_while_a_delivery_is_answered() -> None:
         order.append("still answering")
         answered.set()
         await asyncio.wait_for(asyncio.gather(handler, starting), timeout=10)
-        await asyncio.sleep(work.QUIET)
+        await asyncio.sleep(turns.QUIET)
         await asyncio.wait_for(start(), timeout=10)  # quiet now: no wait
         return order
 
@@ -113,7 +116,7 @@ def test_a_start_waits_while_a_delivery_is_answered() -> None:
 
 def test_a_steady_stream_of_deliveries_cannot_hold_a_start_back_for_good() -> None:
     async def scenario() -> bool:
-        starts = work.Starts(in_flight=1, defer=0.05)
+        starts = Turns(in_flight=1, defer=0.05)
         with starts.answering():  # a delivery that never finishes
             async with starts:
                 return True
@@ -123,14 +126,41 @@ def test_a_steady_stream_of_deliveries_cannot_hold_a_start_back_for_good() -> No
 
 def test_a_start_cancelled_while_waiting_gives_its_slot_back() -> None:
     async def scenario() -> bool:
-        starts = work.Starts(in_flight=1, defer=30)
+        starts = Turns(in_flight=1, defer=30)
         with starts.answering():
             waiting = asyncio.create_task(starts.__aenter__())
             await asyncio.sleep(0.02)  # it holds the only slot and waits for the answer
             waiting.cancel()
             await asyncio.gather(waiting, return_exceptions=True)
-        await asyncio.sleep(work.QUIET)
+        await asyncio.sleep(turns.QUIET)
         async with starts:  # the slot is free again
             return True
 
     assert asyncio.run(asyncio.wait_for(scenario(), timeout=10)) is True
+
+
+def test_work_waits_until_requests_stop_arriving(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Slack commands ack at once and only mark their arrival: the work of earlier ones
+    starts once no command has arrived for QUIET seconds (here 1 s, so timing noise on
+    a loaded machine cannot reorder the test)."""
+    monkeypatch.setattr(turns, "QUIET", 1.0)
+
+    async def scenario() -> list[str]:
+        queue = Turns(4, defer=30)
+        order: list[str] = []
+
+        async def arrivals() -> None:
+            for _ in range(5):
+                queue.arrived()
+                order.append("arrived")
+                await asyncio.sleep(0.05)
+
+        async def work() -> None:
+            async with queue:
+                order.append("work")
+
+        queue.arrived()
+        await asyncio.wait_for(asyncio.gather(work(), arrivals()), timeout=10)
+        return order
+
+    assert asyncio.run(scenario()) == ["arrived"] * 5 + ["work"]

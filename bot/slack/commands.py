@@ -22,6 +22,7 @@ from bot.core.errors import UsageError
 from bot.service import Service
 from bot.slack import dispatch, replies
 from bot.slack.answer import Reply, follow_up, settle, spawn
+from bot.turns import Turns
 
 ACK_BUDGET = 0.1
 """Seconds a command may take before the ack goes out without its answer (which then
@@ -38,10 +39,11 @@ server_ack.py); queued, the acks go out on time and the answers follow."""
 
 def register(app: AsyncApp, service: Service, *, budget: float = ACK_BUDGET) -> None:
     """Listen to ``/incident`` on ``app``."""
-    slots = asyncio.Semaphore(COMMANDS_IN_FLIGHT)
+    slots = Turns(COMMANDS_IN_FLIGHT)
 
     @app.command(slash.COMMAND)
     async def incident(ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond) -> None:
+        slots.arrived()  # the work of earlier commands waits until a burst is over
         user = str(command.get("user_id") or "")
         try:
             parsed = slash.parse(str(command.get("text") or ""))
@@ -75,7 +77,7 @@ async def _in_time(
     *,
     pending: str,
     budget: float,
-    slots: asyncio.Semaphore,
+    slots: Turns | asyncio.Semaphore,
 ) -> None:
     async def queued() -> Reply:
         async with slots:

@@ -185,9 +185,10 @@ async def _prune_deliveries(store: TimelineStore) -> None:
 
 async def _restart_pending(service: Service) -> None:
     """Start what webhook deliveries were answered for but a crash kept from starting."""
-    from bot.webhooks.work import Starts, restart_pending
+    from bot.turns import Turns
+    from bot.webhooks.work import STARTS_IN_FLIGHT, restart_pending
 
-    slots = Starts()
+    slots = Turns(STARTS_IN_FLIGHT)
     while True:
         await restart_pending(service, slots)
         await asyncio.sleep(OUTBOX_EVERY)

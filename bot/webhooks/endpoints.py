@@ -29,9 +29,10 @@ from bot.core.config import TriggerRoute
 from bot.core.errors import IrbotError
 from bot.core.playbook import Trigger
 from bot.service import Service
+from bot.turns import Turns
 from bot.webhooks.body import read_body
 from bot.webhooks.secrets import ALERTMANAGER, GENERIC, GITHUB, PAGERDUTY, WebhookSecrets
-from bot.webhooks.work import Claim, NoteRun, StartRun, Starts
+from bot.webhooks.work import STARTS_IN_FLIGHT, Claim, NoteRun, StartRun
 
 ROUTES_TTL = 1.0
 """Seconds the trigger routes (irbot.yaml's and the playbooks') are reused: an edit
@@ -84,7 +85,7 @@ class Endpoints:
         self.secrets = secrets
         self.observe = observe or (lambda source, result: None)
         self.clock = clock or _utcnow
-        self.starts = Starts()
+        self.starts = Turns(STARTS_IN_FLIGHT)
         self._routes: tuple[list[TriggerRoute], dict[str, list[Trigger]]] | None = None
         self._routes_at = 0.0
 

@@ -8,12 +8,10 @@ group's next firing tries again.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Iterator, Mapping
-from contextlib import AbstractAsyncContextManager, contextmanager
+from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
-from types import TracebackType
 from typing import Any
 
 import structlog
@@ -31,68 +29,9 @@ STARTS_IN_FLIGHT = 4
 """Runs being started at once from webhook deliveries (the rest wait their turn after
 their answer); a burst's answers then do not queue behind its starts."""
 
-ANSWERS_FIRST = 1.0
-"""Seconds a start may wait for the deliveries being answered (:class:`Starts`)."""
-
-QUIET = 0.01
-"""A burst is over when no delivery has arrived for this long."""
-
-
-class Starts:
-    """Whose turn it is to start a run: at most ``in_flight`` starts at once, and answers
-    first. A start does its work in the process that answers deliveries (incident, run,
-    events, the engine's queue: ~10 ms), so under a burst every start made while
-    deliveries wait for their answer pushes those answers towards the sender's deadline.
-    A start waits while deliveries are being answered or have arrived in the last
-    :data:`QUIET` seconds (the next of a burst may not have reached its handler yet),
-    for at most ``defer`` seconds (a steady stream cannot hold the starts back for good).
-    """
-
-    POLL = 0.005
-
-    def __init__(self, in_flight: int = STARTS_IN_FLIGHT, defer: float = ANSWERS_FIRST) -> None:
-        self._slots = asyncio.Semaphore(in_flight)
-        self._answering = 0
-        self._arrived = float("-inf")
-        self.defer = defer
-
-    @contextmanager
-    def answering(self) -> Iterator[None]:
-        """Around the handling of one delivery, up to its answer."""
-        self._answering += 1
-        self._arrived = asyncio.get_running_loop().time()
-        try:
-            yield
-        finally:
-            self._answering -= 1
-
-    def _busy(self, now: float) -> bool:
-        return self._answering > 0 or now - self._arrived < QUIET
-
-    async def __aenter__(self) -> None:
-        await self._slots.acquire()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.defer
-        try:
-            # A poll, not an Event: at most in_flight starts wait here, and a missed
-            # wake-up cannot keep one waiting past its deadline.
-            while self._busy(now := loop.time()) and now < deadline:
-                await asyncio.sleep(self.POLL)
-        except BaseException:  # cancelled while waiting: __aexit__ will not run
-            self._slots.release()
-            raise
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._slots.release()
-
 
 Slots = AbstractAsyncContextManager[Any]
-"""What a start holds while it is made: :class:`Starts`, or any semaphore."""
+"""What a start holds while it is made: :class:`bot.turns.Turns`, or any semaphore."""
 
 
 @dataclass(frozen=True)
