@@ -70,8 +70,11 @@ def test_two_workers_share_a_fan_out_and_run_each_item_once(
     settings = h.settings
     store = TimelineStore(settings.store_url())
     store.migrate()
-    # Each call lingers a little, so that neither worker can drain the queue alone.
-    workers = [h.spawn_worker(IRBOT_TEST_DESTRUCTIVE_PAUSE="0.2") for _ in range(2)]
+    # Each call lingers a while, so that neither worker can drain the queue alone. The
+    # items go several to a child workflow; spreading the calls' ends over time spreads
+    # the children's ends too, and each freed slot goes to whichever worker polls next
+    # (equal pauses end a wave of children together: one poll, one coin toss).
+    workers = [h.spawn_worker(IRBOT_TEST_DESTRUCTIVE_PAUSE="0.02-0.8") for _ in range(2)]
     try:
         for worker in workers:
             assert worker.stdout is not None

@@ -12,6 +12,7 @@ import fcntl
 import json
 import logging
 import os
+import random
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -75,6 +76,15 @@ async def fail_times(inputs: Any, ctx: ActionContext) -> Mapping[str, Any]:
     return {"attempts": seen + 1}
 
 
+def _pause(spec: str) -> float:
+    """Seconds to linger: ``"0.2"``, or ``"0.05-0.5"`` for a random span, which spreads
+    the ends of concurrent calls over time (so several workers take turns picking up)."""
+    low, _, high = spec.partition("-")
+    if not high:
+        return float(low or 0)
+    return random.uniform(float(low), float(high))  # noqa: S311 - test timing, not secrets
+
+
 async def destructive(inputs: Any, ctx: ActionContext) -> Mapping[str, Any]:
     """Record the call with its idempotency key; a repeat of a key is a no-op (dedup)."""
     path = state_dir() / "destructive.jsonl"
@@ -84,7 +94,7 @@ async def destructive(inputs: Any, ctx: ActionContext) -> Mapping[str, Any]:
             "destructive",
             {"key": ctx.idempotency_key, "with": dict(inputs), "pid": os.getpid(), "dedup": done},
         )
-    pause = float(os.environ.get("IRBOT_TEST_DESTRUCTIVE_PAUSE", "0") or 0)
+    pause = _pause(os.environ.get("IRBOT_TEST_DESTRUCTIVE_PAUSE", ""))
     if pause:  # lets crash tests kill a worker while the call is in flight
         await asyncio.sleep(pause)
     return {**dict(inputs), "deduplicated": done}
