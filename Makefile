@@ -16,8 +16,11 @@ $(UV):
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
+# --compile-bytecode: where PYTHONDONTWRITEBYTECODE is set (as on our CI machines)
+# Python would otherwise compile every imported module again in every process, ~2 s
+# for each `irbot` start (bench/RESULTS.md, "resume after kill -9").
 $(VENV)/.synced: pyproject.toml uv.lock | $(UV)
-	$(UV) sync --frozen --python $(PYTHON) --quiet
+	$(UV) sync --frozen --python $(PYTHON) --quiet --compile-bytecode
 	touch $@
 
 env: $(VENV)/.synced ## create or update the virtual environment from uv.lock
