@@ -24,6 +24,7 @@ from bot.sandbox.slack import (
     Handler,
     Message,
 )
+from bot.slack.channels import channel_ids
 
 __all__ = [
     "BOT_ID",
@@ -46,6 +47,7 @@ BOT_TOKEN = "xoxb-1111-2222-fakeslackcanary"
 @pytest.fixture(name="fake_slack")
 def fake_slack_fixture() -> Iterator[FakeSlack]:
     """A started fake Slack Web API server; ``.url`` is its base URL."""
+    channel_ids.forget()  # names learnt from an earlier fake on the same port
     with FakeSlack() as server:
         yield server
 

@@ -140,6 +140,38 @@ def test_root_post_repeated_before_it_was_remembered(slack_env: FakeSlack) -> No
     assert slack_env.calls("conversations.history")[-1].flag("include_all_metadata")
 
 
+def test_root_post_repeated_before_it_was_remembered_channel_by_name(
+    slack_env: FakeSlack,
+) -> None:
+    """The same crash with irbot.yaml naming the channel (#incidents): the name is looked
+    up once (conversations.list), so the repeat can read the channel's history, finds the
+    root and posts nothing new."""
+    slack_env.add_channel(INCIDENTS)
+    root = run(slack_actions.post(post("root"), context("announce", MemoryIncident())))
+    again = MemoryIncident()  # the thread was never stored
+    assert run(slack_actions.post(post("root"), context("announce", again))) == root
+
+    assert again.thread == (FakeSlack.channel_id(INCIDENTS), root["ts"])
+    assert len(slack_env.messages(INCIDENTS)) == 1
+    assert [c.params["channel"] for c in slack_env.calls("chat.postMessage")] == [
+        FakeSlack.channel_id(INCIDENTS)
+    ]
+    assert len(slack_env.calls("conversations.list")) == 1  # the second post knew the ID
+
+
+def test_a_channel_name_slack_does_not_list_is_posted_to_as_given(slack_env: FakeSlack) -> None:
+    """A name conversations.list does not know (or no channels:read scope): the post
+    still goes out by name, and the log says how to make repeats safe."""
+    slack_env.fail("conversations.list", "missing_scope", needed="channels:read")
+    with structlog.testing.capture_logs() as logs:
+        outputs = run(slack_actions.post(post("FYI", channel="#elsewhere"), context("fyi")))
+
+    assert outputs["channel"] == FakeSlack.channel_id("#elsewhere")
+    assert [c.params["channel"] for c in slack_env.calls("chat.postMessage")] == ["#elsewhere"]
+    [warning] = [e for e in logs if e["event"] == "slack.channel_name_unresolved"]
+    assert "channels:read" in warning["hint"]
+
+
 def test_explicit_channel_gets_a_new_message(slack_env: FakeSlack) -> None:
     """channel given: a top-level message there; the incident's thread is untouched."""
     incident = MemoryIncident(thread=(FakeSlack.channel_id(INCIDENTS), "1.000001"))

@@ -151,6 +151,8 @@ def test_manifest_matches_the_app() -> None:
         "commands",
         "channels:history",
         "groups:history",
+        "channels:read",
+        "groups:read",
         "im:write",
         "users:read",
         "channels:manage",

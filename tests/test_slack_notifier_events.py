@@ -24,6 +24,7 @@ from bot.core.timeline import NewEvent, StoredEvent, event_id
 from bot.slack.notifier import DeliveryError, Notifier, channel_name
 from bot.store import Incident, TimelineStore
 from tests.fake_slack import (  # noqa: F401 - fixtures
+    Answer,
     Call,
     FakeSlack,
     Message,
@@ -419,6 +420,40 @@ def test_message_posted_just_before_a_crash_is_found_not_reposted(
     ref = store.slack_message(t.incident.id, key)
     assert ref is not None
     assert ref.ts == approval.ts
+
+
+def test_a_root_in_a_channel_given_by_name_is_found_again_after_a_lost_answer(
+    store: TimelineStore, fake_slack: FakeSlack
+) -> None:
+    """irbot.yaml names the channel (#incidents). The name is looked up once, so when
+    the root's chat.postMessage went through but its answer was lost (a 500 after the
+    post), the retry finds the root by its metadata instead of posting a second one."""
+    fake_slack.add_channel("incidents")
+    named = parse_config("slack: {channel: '#incidents'}\ngroups: {sre: [U01]}\n", "irbot.yaml")
+    answers: list[Answer] = []
+
+    def post_then_lose_the_answer(call: Call) -> Answer:
+        answers.append(post(call))
+        if len(answers) == 1:
+            return {"ok": False, "error": "internal_error"}
+        return answers[-1]
+
+    post = fake_slack.handle("chat.postMessage", post_then_lose_the_answer)
+    t = Timeline(store)
+
+    async def scenario() -> None:
+        n = await started(notifier(store, fake_slack, named))
+        t.opened()
+        await n.tick()
+
+    asyncio.run(scenario())
+    [root] = fake_slack.messages("#incidents")
+    assert len(answers) == 1, "posted again"
+    channel = FakeSlack.channel_id("#incidents")
+    assert store.get_incident(t.incident.id).slack_thread_ts == root.ts
+    assert store.get_incident(t.incident.id).slack_channel == channel
+    assert [c.params["channel"] for c in fake_slack.calls("conversations.history")] == [channel]
+    assert len(fake_slack.calls("conversations.list")) == 1
 
 
 def test_text_is_redacted_before_posting(store: TimelineStore, fake_slack: FakeSlack) -> None:

@@ -11,16 +11,15 @@ Where slack.post goes:
 - else: a new message in the incident's channel (or irbot.yaml's ``slack.channel``).
 
 Repeats are safe: every message carries metadata ``irbot_step`` with the step's
-idempotency key, and before posting the thread (or, for a channel given by ID, its
-recent history) is searched for that key; a hit is reused instead of posting again.
-A channel given by name (``#incidents``) cannot be searched (the history API takes IDs
-only): use channel IDs in irbot.yaml for exactly-once root messages.
+idempotency key, and before posting the thread (or the channel's recent history) is
+searched for that key; a hit is reused instead of posting again. A channel given by
+name (``#incidents``) is looked up first (:mod:`bot.slack.channels`), as the history API
+takes IDs only; a name that cannot be looked up is posted to as given, unsearched.
 """
 
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -35,6 +34,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.core.catalog.notify import SlackPost, SlackUpdate
 from bot.engine.actions import ActionContext, ActionError, NotConfigured, Registry
+from bot.slack.channels import channel_ids, is_id
 
 DEFAULT_API_URL = "https://slack.com/api/"
 EVENT_TYPE = "irbot_step"
@@ -42,7 +42,6 @@ TIMEOUT_SECONDS = 15
 LOOKUP_PAGES = 5
 """Pages of 200 messages searched for an earlier post of the same step."""
 
-_CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{6,}$")
 _AUTH_ERRORS = frozenset(
     {"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired"}
 )
@@ -187,8 +186,9 @@ async def post(inputs: SlackPost, ctx: ActionContext) -> Mapping[str, Any]:
     channel, thread_ts, becomes_root = _target(inputs, ctx)
     key = ctx.idempotency_key
     async with _mapped(f"posting to Slack channel {channel}"):
+        channel = await channel_ids.resolve(client, channel)
         ts = None
-        if thread_ts is not None or _CHANNEL_ID.match(channel):
+        if thread_ts is not None or is_id(channel):
             ts = await find_posted(client, channel, key, thread_ts)
         reused = ts is not None
         if ts is None:

@@ -10,10 +10,12 @@ What it knows:
 
 - ``chat.postMessage`` (ts generated; messages kept per channel and thread, with metadata),
   ``chat.update``, ``conversations.replies`` and ``conversations.history`` (metadata only
-  with ``include_all_metadata``, cursor pagination), ``auth.test``; any other method
-  answers ``unknown_method`` unless you add it with :meth:`FakeSlack.handle`.
+  with ``include_all_metadata``, cursor pagination), ``conversations.list``, ``auth.test``;
+  any other method answers ``unknown_method`` unless you add it with
+  :meth:`FakeSlack.handle`.
 - Channel names (``#incidents``) map to stable IDs (:meth:`FakeSlack.channel_id`); the
-  read methods take IDs only, as Slack's do.
+  read methods take IDs only, as Slack's do. ``conversations.list`` lists the channels
+  made with :meth:`FakeSlack.add_channel` or posted to by name.
 - Tokens: any non-empty bearer token is accepted unless :attr:`FakeSlack.tokens` says
   which; none at all -> ``not_authed``, another -> ``invalid_auth``.
 
@@ -126,6 +128,7 @@ class FakeSlack:
             "views.publish": self._ok,
             "conversations.replies": self._replies,
             "conversations.history": self._history,
+            "conversations.list": self._list,
         }
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -174,6 +177,7 @@ class FakeSlack:
         with self._lock:
             self._calls: list[Call] = []
             self._channels: dict[str, list[Message]] = {}
+            self._names: dict[str, str] = {}  # channel ID -> name, for conversations.list
             self._scripted: dict[str, list[tuple[int, Answer, dict[str, str]]]] = {}
             self._ts = itertools.count(1)
             self._epoch = int(time.time())
@@ -196,6 +200,13 @@ class FakeSlack:
             parent = self._find(self.channel_id(channel), thread_ts)
             return list(parent.replies) if parent is not None else []
 
+    def add_channel(self, name: str) -> str:
+        """Make a channel that ``conversations.list`` lists; its ID."""
+        with self._lock:
+            channel = self.channel_id(name)
+            self._names[channel] = name.removeprefix("#")
+            return channel
+
     @staticmethod
     def channel_id(channel: str) -> str:
         """The ID of a channel given by ID or by name (``#incidents`` / ``incidents``)."""
@@ -215,10 +226,13 @@ class FakeSlack:
         """Answer the next ``times`` calls of ``method`` with ``{"ok": false, "error": error}``."""
         self._script(method, times, status, {"ok": False, "error": error, **extra}, {})
 
-    def handle(self, method: str, handler: Handler) -> None:
-        """Answer ``method`` with ``handler(call)`` (replaces a built-in answer)."""
+    def handle(self, method: str, handler: Handler) -> Handler | None:
+        """Answer ``method`` with ``handler(call)``; returns the handler it replaces (a
+        built-in answer, which a test's handler may call)."""
         with self._lock:
+            replaced = self._handlers.get(method)
             self._handlers[method] = handler
+            return replaced
 
     def _script(
         self, method: str, times: int, status: int, answer: Answer, headers: dict[str, str]
@@ -277,6 +291,8 @@ class FakeSlack:
             return {"ok": False, "error": "channel_not_found"}
         if not text and not blocks:
             return {"ok": False, "error": "no_text"}
+        if not _CHANNEL_ID.match(channel):
+            self.add_channel(channel)
         channel = self.channel_id(channel)
         thread_ts = call.params.get("thread_ts") or None
         message = Message(
@@ -363,17 +379,21 @@ class FakeSlack:
             return {"ok": False, "error": "channel_not_found"}
         return _page(list(reversed(self._channels.get(channel, []))), call)
 
+    def _list(self, call: Call) -> Answer:
+        channels = [{"id": c, "name": n, "is_archived": False} for c, n in self._names.items()]
+        return _page(channels, call, key="channels")
 
-def _page(messages: list[Message], call: Call) -> Answer:
-    """One page of ``messages`` with Slack's cursor pagination (the cursor is an offset)."""
+
+def _page(items: list[Message] | list[dict[str, Any]], call: Call, key: str = "messages") -> Answer:
+    """One page of ``items`` with Slack's cursor pagination (the cursor is an offset)."""
     limit = int(call.params.get("limit") or 100)
     start = int(call.params.get("cursor") or 0)
-    chunk = messages[start : start + limit]
-    more = start + limit < len(messages)
+    chunk = items[start : start + limit]
+    more = start + limit < len(items)
     include = call.flag("include_all_metadata")
     return {
         "ok": True,
-        "messages": [m.to_api(include_metadata=include) for m in chunk],
+        key: [m.to_api(include_metadata=include) if isinstance(m, Message) else m for m in chunk],
         "has_more": more,
         "response_metadata": {"next_cursor": str(start + limit) if more else ""},
     }

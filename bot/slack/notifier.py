@@ -72,6 +72,7 @@ from bot.core.timeline import (
 )
 from bot.slack import blocks
 from bot.slack.blocks import Rendered
+from bot.slack.channels import channel_ids, is_id
 from bot.store import Incident, TimelineStore
 
 P = ParamSpec("P")
@@ -92,7 +93,6 @@ MAX_PAUSE = 60.0
 ROOT, CHANNEL, ANNOUNCE = "root", "channel", "announce"
 """Keys in ``slack_messages`` (with ``approval:<event>``, ``task:<event>``, ``event:<id>``)."""
 
-_CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{6,}$")
 _SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,}$")
 _AUTH_ERRORS = frozenset(
     {"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired"}
@@ -523,7 +523,7 @@ class Notifier:
     async def _post_root(
         self, incident: Incident, opened: StoredEvent | None, config: Config, seq: int
     ) -> Incident:
-        channel = config.slack.channel
+        channel = await self._channel(config.slack.channel)
         own_channel = None
         if config.slack.incident_channels:
             own_channel = await self._incident_channel(incident, opened)
@@ -551,7 +551,7 @@ class Notifier:
                 await self._post_message(
                     incident.id,
                     ANNOUNCE,
-                    channel=config.slack.channel,
+                    channel=await self._channel(config.slack.channel),
                     thread_ts=None,
                     rendered=announce,
                     marker=marker,
@@ -562,6 +562,12 @@ class Notifier:
                 # Only a pointer: the incident's own channel works without it.
                 log.warning("slack.announce_skipped", incident=incident.id, error=exc.message)
         return claimed
+
+    async def _channel(self, channel: str) -> str:
+        """The ID of a channel irbot.yaml may give by name (:mod:`bot.slack.channels`)."""
+        return await self._request(
+            f"looking up channel {channel}", partial(channel_ids.resolve, self.client, channel)
+        )
 
     async def _incident_channel(self, incident: Incident, opened: StoredEvent | None) -> str | None:
         """The incident's own channel, created (and the requester invited) if needed;
@@ -638,7 +644,7 @@ class Notifier:
         ref = await _db(self.store.slack_message, incident_id, key)
         if ref is not None and ref.ts is not None:
             return ref.channel, ref.ts
-        searchable = bool(_CHANNEL_ID.match(channel))
+        searchable = is_id(channel)
         if ref is not None and searchable:
             found = await self._find(channel, thread_ts, marker)
             if found is not None:
