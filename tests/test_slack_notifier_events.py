@@ -24,6 +24,7 @@ from bot.core.timeline import NewEvent, StoredEvent, event_id
 from bot.slack.notifier import DeliveryError, Notifier, channel_name
 from bot.store import Incident, TimelineStore
 from tests.fake_slack import (  # noqa: F401 - fixtures
+    BOT_USER_ID,
     Answer,
     Call,
     FakeSlack,
@@ -454,6 +455,42 @@ def test_a_root_in_a_channel_given_by_name_is_found_again_after_a_lost_answer(
     assert store.get_incident(t.incident.id).slack_channel == channel
     assert [c.params["channel"] for c in fake_slack.calls("conversations.history")] == [channel]
     assert len(fake_slack.calls("conversations.list")) == 1
+
+
+@pytest.mark.parametrize(
+    ("creator", "age", "expected"),
+    [
+        (BOT_USER_ID, 0, "inc-1-drill"),  # irbot's, made just now: the one the crash lost
+        (BOT_USER_ID, 86400, "inc-1-drill-2"),  # irbot's, from before the numbers restarted
+        ("U0SOMEONE", 0, "inc-1-drill-2"),  # a person's
+    ],
+)
+def test_incident_channel_made_just_before_a_crash_is_taken_up(
+    store: TimelineStore, fake_slack: FakeSlack, creator: str, age: int, expected: str
+) -> None:
+    """The channel was created but the process died before recording it: the next
+    notifier meets name_taken, sees the channel is irbot's and younger than the incident,
+    and moves in instead of making inc-1-drill-2. Anyone else's channel, or an older one
+    of irbot's, is left alone."""
+    config = parse_config(
+        "slack: {channel: C0INCIDENTS, incident_channels: true}\ngroups: {sre: [U01]}\n",
+        "irbot.yaml",
+    )
+    t = Timeline(store)
+    fake_slack.add_channel("inc-1-drill", creator=creator, created=t.at.timestamp() - age)
+
+    async def scenario() -> None:
+        n = await started(notifier(store, fake_slack, config))
+        t.opened()
+        await n.tick()
+
+    asyncio.run(scenario())
+    made = [str(c.params["name"]) for c in fake_slack.calls("conversations.create")]
+    assert made == ["inc-1-drill", *([expected] if expected != "inc-1-drill" else [])]
+    channel = FakeSlack.channel_id(expected)
+    assert store.get_incident(t.incident.id).slack_channel == channel
+    [root] = fake_slack.messages(channel)
+    assert "INC-" in root.text
 
 
 def test_text_is_redacted_before_posting(store: TimelineStore, fake_slack: FakeSlack) -> None:

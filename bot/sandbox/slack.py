@@ -10,12 +10,12 @@ What it knows:
 
 - ``chat.postMessage`` (ts generated; messages kept per channel and thread, with metadata),
   ``chat.update``, ``conversations.replies`` and ``conversations.history`` (metadata only
-  with ``include_all_metadata``, cursor pagination), ``conversations.list``, ``auth.test``;
-  any other method answers ``unknown_method`` unless you add it with
-  :meth:`FakeSlack.handle`.
+  with ``include_all_metadata``, cursor pagination), ``conversations.create`` (by the bot
+  user; ``name_taken`` for a name in use) and ``conversations.list``, ``auth.test``; any
+  other method answers ``unknown_method`` unless you add it with :meth:`FakeSlack.handle`.
 - Channel names (``#incidents``) map to stable IDs (:meth:`FakeSlack.channel_id`); the
   read methods take IDs only, as Slack's do. ``conversations.list`` lists the channels
-  made with :meth:`FakeSlack.add_channel` or posted to by name.
+  created, made with :meth:`FakeSlack.add_channel` or posted to by name.
 - Tokens: any non-empty bearer token is accepted unless :attr:`FakeSlack.tokens` says
   which; none at all -> ``not_authed``, another -> ``invalid_auth``.
 
@@ -41,6 +41,8 @@ from urllib.parse import parse_qsl, urlsplit
 TEAM_ID = "T0IRBOT01"
 BOT_USER_ID = "U0IRBOT01"
 BOT_ID = "B0IRBOT01"
+ADMIN_USER_ID = "U0ADMIN01"
+"""Who made the channels a test adds (not irbot)."""
 
 _CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{6,}$")
 _JSON_FIELDS = ("metadata", "blocks", "attachments")
@@ -129,6 +131,7 @@ class FakeSlack:
             "conversations.replies": self._replies,
             "conversations.history": self._history,
             "conversations.list": self._list,
+            "conversations.create": self._create,
         }
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -177,7 +180,7 @@ class FakeSlack:
         with self._lock:
             self._calls: list[Call] = []
             self._channels: dict[str, list[Message]] = {}
-            self._names: dict[str, str] = {}  # channel ID -> name, for conversations.list
+            self._listed: dict[str, dict[str, Any]] = {}  # channel ID -> conversations.list
             self._scripted: dict[str, list[tuple[int, Answer, dict[str, str]]]] = {}
             self._ts = itertools.count(1)
             self._epoch = int(time.time())
@@ -200,11 +203,20 @@ class FakeSlack:
             parent = self._find(self.channel_id(channel), thread_ts)
             return list(parent.replies) if parent is not None else []
 
-    def add_channel(self, name: str) -> str:
-        """Make a channel that ``conversations.list`` lists; its ID."""
+    def add_channel(
+        self, name: str, *, creator: str = ADMIN_USER_ID, created: float | None = None
+    ) -> str:
+        """Make a channel that ``conversations.list`` lists (made by ``creator`` at
+        ``created``, epoch seconds, default now); its ID."""
         with self._lock:
             channel = self.channel_id(name)
-            self._names[channel] = name.removeprefix("#")
+            self._listed[channel] = {
+                "id": channel,
+                "name": name.removeprefix("#"),
+                "creator": creator,
+                "created": int(time.time() if created is None else created),
+                "is_archived": False,
+            }
             return channel
 
     @staticmethod
@@ -291,7 +303,7 @@ class FakeSlack:
             return {"ok": False, "error": "channel_not_found"}
         if not text and not blocks:
             return {"ok": False, "error": "no_text"}
-        if not _CHANNEL_ID.match(channel):
+        if not _CHANNEL_ID.match(channel) and self.channel_id(channel) not in self._listed:
             self.add_channel(channel)
         channel = self.channel_id(channel)
         thread_ts = call.params.get("thread_ts") or None
@@ -380,8 +392,15 @@ class FakeSlack:
         return _page(list(reversed(self._channels.get(channel, []))), call)
 
     def _list(self, call: Call) -> Answer:
-        channels = [{"id": c, "name": n, "is_archived": False} for c, n in self._names.items()]
-        return _page(channels, call, key="channels")
+        return _page(list(self._listed.values()), call, key="channels")
+
+    def _create(self, call: Call) -> Answer:
+        name = str(call.params.get("name") or "")
+        if not name:
+            return {"ok": False, "error": "invalid_name_required"}
+        if self.channel_id(name) in self._listed:
+            return {"ok": False, "error": "name_taken"}
+        return {"ok": True, "channel": self._listed[self.add_channel(name, creator=BOT_USER_ID)]}
 
 
 def _page(items: list[Message] | list[dict[str, Any]], call: Call, key: str = "messages") -> Answer:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 from slack_sdk.errors import SlackApiError
@@ -65,12 +66,12 @@ class ChannelIds:
         if time.monotonic() < self.missed.get(key, float("-inf")):
             return channel
         try:
-            found = await _look_up(client, name)
+            listed = await find(client, name)
         except SlackApiError as exc:
             error = exc.response.get("error") if exc.response is not None else None
             log.warning("slack.channel_lookup_failed", channel=channel, error=error)
-            found = None
-        if found is None:
+            listed = None
+        if listed is None:
             self.missed[key] = time.monotonic() + RETRY_MISS_SECONDS
             log.warning(
                 "slack.channel_name_unresolved",
@@ -79,11 +80,13 @@ class ChannelIds:
                 "groups:read, so a lost post is found again instead of posted twice",
             )
             return channel
-        self.found[key] = found
+        self.found[key] = found = str(listed["id"])
         return found
 
 
-async def _look_up(client: AsyncWebClient, name: str) -> str | None:
+async def find(client: AsyncWebClient, name: str) -> dict[str, Any] | None:
+    """The unarchived channel called ``name`` as ``conversations.list`` shows it (id,
+    creator, created ...), or None."""
     cursor: str | None = None
     for _ in range(MAX_PAGES):
         page = await client.conversations_list(
@@ -94,7 +97,7 @@ async def _look_up(client: AsyncWebClient, name: str) -> str | None:
         )
         for channel in page.get("channels") or []:
             if channel.get("name") == name:
-                return str(channel["id"])
+                return dict(channel)
         cursor = (page.get("response_metadata") or {}).get("next_cursor") or None
         if cursor is None:
             return None

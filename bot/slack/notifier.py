@@ -70,7 +70,7 @@ from bot.core.timeline import (
     STEP_FAILED,
     StoredEvent,
 )
-from bot.slack import blocks
+from bot.slack import blocks, channels
 from bot.slack.blocks import Rendered
 from bot.slack.channels import channel_ids, is_id
 from bot.store import Incident, TimelineStore
@@ -86,6 +86,8 @@ EVENT_TYPE = "irbot_notice"
 """Message metadata ``event_type``; the payload is ``{"event": <timeline event id>}``."""
 CHANNEL_MAX = 80
 NAME_TRIES = 5
+CLOCK_SKEW = 60.0
+"""Seconds Slack's clock and ours may disagree by when dating a channel."""
 LOOKUP_PAGES = 5
 CACHE_INCIDENTS = 500
 MAX_PAUSE = 60.0
@@ -254,6 +256,8 @@ class Notifier:
         self._last_post: dict[str, float] = {}
         self._waker: asyncio.Future[None] | None = None
         self._poked = False
+        self._me: str | None = None
+        """irbot's bot user id (auth.test), once asked."""
         if not any(isinstance(h, AsyncRateLimitErrorRetryHandler) for h in client.retry_handlers):
             # A 429 is never ambiguous (nothing was posted), so the client may retry it.
             client.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=2))
@@ -582,14 +586,17 @@ class Notifier:
                     f"creating channel #{name}",
                     partial(self.client.conversations_create, name=name),
                 )
+                channel = str(response["channel"]["id"])
             except DeliveryError as exc:
-                if exc.error == "name_taken":
-                    continue
                 if exc.fatal:
                     raise
-                log.warning("slack.channel_refused", incident=incident.id, error=exc.message)
-                return None
-            channel = str(response["channel"]["id"])
+                if exc.error != "name_taken":
+                    log.warning("slack.channel_refused", incident=incident.id, error=exc.message)
+                    return None
+                made = await self._made_before_a_crash(name, incident)
+                if made is None:
+                    continue
+                channel = made
             # ts holds the channel's name here: a channel record is complete once made.
             await _db(self.store.set_slack_message, incident.id, CHANNEL, channel, name)
             requester = _user_of(opened.actor) if opened is not None else None
@@ -598,6 +605,33 @@ class Notifier:
             return channel
         log.warning("slack.channel_names_taken", incident=incident.id, tried=NAME_TRIES)
         return None
+
+    async def _made_before_a_crash(self, name: str, incident: Incident) -> str | None:
+        """The taken channel ``name`` if it is this incident's own, made by irbot before
+        a crash kept the notifier from recording it (else a second channel, ``-2``,
+        would be made): created by irbot's bot user, after the incident opened."""
+        try:
+            found = await self._request(
+                f"looking up channel #{name}", partial(channels.find, self.client, name)
+            )
+            me = await self._bot_user()
+        except DeliveryError as exc:
+            if exc.fatal:
+                raise
+            log.info("slack.channel_not_checked", channel=name, error=exc.message)
+            return None
+        if found is None or me is None or found.get("creator") != me:
+            return None
+        if float(found.get("created") or 0) < incident.opened_at.timestamp() - CLOCK_SKEW:
+            return None  # an older incident's, from before the numbers started again
+        log.info("slack.channel_adopted", incident=incident.id, channel=found["id"])
+        return str(found["id"])
+
+    async def _bot_user(self) -> str | None:
+        if self._me is None:
+            response = await self._request("asking Slack who irbot is", self.client.auth_test)
+            self._me = str(response.get("user_id") or "") or None
+        return self._me
 
     async def _invite(self, thread: _Thread, user: str) -> None:
         if user in thread.invited:
