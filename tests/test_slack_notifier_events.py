@@ -458,26 +458,34 @@ def test_a_root_in_a_channel_given_by_name_is_found_again_after_a_lost_answer(
 
 
 @pytest.mark.parametrize(
-    ("creator", "age", "expected"),
+    ("creator", "age", "members", "expected"),
     [
-        (BOT_USER_ID, 0, "inc-1-drill"),  # irbot's, made just now: the one the crash lost
-        (BOT_USER_ID, 86400, "inc-1-drill-2"),  # irbot's, from before the numbers restarted
-        ("U0SOMEONE", 0, "inc-1-drill-2"),  # a person's
+        (BOT_USER_ID, 0, 1, "inc-1-drill"),  # irbot's, made just now: the one the crash lost
+        (BOT_USER_ID, 86400, 1, "inc-1-drill-2"),  # from before the numbers restarted
+        (BOT_USER_ID, 0, 2, "inc-1-drill-2"),  # in use (another deployment's, say)
+        ("U0SOMEONE", 0, 1, "inc-1-drill-2"),  # a person's
     ],
 )
 def test_incident_channel_made_just_before_a_crash_is_taken_up(
-    store: TimelineStore, fake_slack: FakeSlack, creator: str, age: int, expected: str
+    store: TimelineStore,
+    fake_slack: FakeSlack,
+    creator: str,
+    age: int,
+    members: int,
+    expected: str,
 ) -> None:
     """The channel was created but the process died before recording it: the next
     notifier meets name_taken, sees the channel is irbot's and younger than the incident,
-    and moves in instead of making inc-1-drill-2. Anyone else's channel, or an older one
-    of irbot's, is left alone."""
+    and moves in instead of making inc-1-drill-2. Anyone else's channel, an older one of
+    irbot's, or one with people in it, is left alone."""
     config = parse_config(
         "slack: {channel: C0INCIDENTS, incident_channels: true}\ngroups: {sre: [U01]}\n",
         "irbot.yaml",
     )
     t = Timeline(store)
-    fake_slack.add_channel("inc-1-drill", creator=creator, created=t.at.timestamp() - age)
+    fake_slack.add_channel(
+        "inc-1-drill", creator=creator, created=t.at.timestamp() - age, members=members
+    )
 
     async def scenario() -> None:
         n = await started(notifier(store, fake_slack, config))

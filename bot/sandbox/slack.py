@@ -204,10 +204,15 @@ class FakeSlack:
             return list(parent.replies) if parent is not None else []
 
     def add_channel(
-        self, name: str, *, creator: str = ADMIN_USER_ID, created: float | None = None
+        self,
+        name: str,
+        *,
+        creator: str = ADMIN_USER_ID,
+        created: float | None = None,
+        members: int = 1,
     ) -> str:
         """Make a channel that ``conversations.list`` lists (made by ``creator`` at
-        ``created``, epoch seconds, default now); its ID."""
+        ``created``, epoch seconds, default now, with ``members`` in it); its ID."""
         with self._lock:
             channel = self.channel_id(name)
             self._listed[channel] = {
@@ -215,6 +220,7 @@ class FakeSlack:
                 "name": name.removeprefix("#"),
                 "creator": creator,
                 "created": int(time.time() if created is None else created),
+                "num_members": members,
                 "is_archived": False,
             }
             return channel

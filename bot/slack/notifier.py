@@ -609,7 +609,9 @@ class Notifier:
     async def _made_before_a_crash(self, name: str, incident: Incident) -> str | None:
         """The taken channel ``name`` if it is this incident's own, made by irbot before
         a crash kept the notifier from recording it (else a second channel, ``-2``,
-        would be made): created by irbot's bot user, after the incident opened."""
+        would be made): created by irbot's bot user after the incident opened, and
+        nobody invited yet (which also leaves alone another irbot deployment's channel
+        on the same Slack app: it invites its requester right after making one)."""
         try:
             found = await self._request(
                 f"looking up channel #{name}", partial(channels.find, self.client, name)
@@ -621,6 +623,8 @@ class Notifier:
             log.info("slack.channel_not_checked", channel=name, error=exc.message)
             return None
         if found is None or me is None or found.get("creator") != me:
+            return None
+        if int(found.get("num_members") or 0) > 1:
             return None
         if float(found.get("created") or 0) < incident.opened_at.timestamp() - CLOCK_SKEW:
             return None  # an older incident's, from before the numbers started again
