@@ -285,6 +285,44 @@ def test_on_failure_compensation_runs_and_the_run_still_fails(h: Harness) -> Non
     drive(h, scenario)
 
 
+FAN_COMPENSATE = """
+name: fan-compensate
+version: 1
+inputs:
+  names: {type: list, default: [a, b, c, d]}
+steps:
+  - id: fan
+    action: test.fail_times
+    for_each: "{{ inputs.names }}"
+    concurrency: 2
+    with: {times: "{{ 1 if item in ['b', 'd'] else 0 }}", retryable: false, message: broken}
+    on_failure:
+      - action: test.noop
+        with: {undo: "{{ item }}", of: "{{ inputs.names | length }}", run: "{{ run.id }}"}
+"""
+
+
+def test_a_fan_out_item_that_fails_runs_its_own_compensation(h: Harness) -> None:
+    """Items b and d fail: each runs on_failure with its own item (and the run's inputs
+    and ids, as the parent saw them), the others run none; the run fails naming both."""
+    h.add_playbook(FAN_COMPENSATE)
+
+    async def scenario() -> None:
+        run_id = h.submit("fan-compensate")
+        run = await h.wait_for(run_id)
+        assert run.status == "failed"
+        assert "b, d" in (run.detail or "")
+        comps = step_events(h, run_id, "fan.on_failure.0")
+        assert sorted((e.payload["item"], e.payload["outputs"]["undo"]) for e in comps) == [
+            (1, "b"),
+            (3, "d"),
+        ]
+        assert all(e.payload["outputs"]["of"] == 4 for e in comps)
+        assert all(e.payload["outputs"]["run"] == run_id for e in comps)
+
+    drive(h, scenario)
+
+
 # --------------------------------------------------------------------------- for_each
 
 FAN = """

@@ -170,16 +170,12 @@ class _State:
         """Append a timeline event for this run (a DBOS step)."""
         await steps.record(self.spec.run_id, self.spec.incident_id, step_id, kind, payload, **kw)
 
-    def context(
-        self, item: Any = None, with_item: bool = False, *, stored: bool = False
-    ) -> dict[str, Any]:
-        """What expressions see. ``stored``: plain data throughout, for a context that
-        DBOS keeps (a fan-out item's), where ``steps`` is otherwise a live view."""
+    def context(self, item: Any = None, with_item: bool = False) -> dict[str, Any]:
+        """What expressions see (``steps`` is a live view)."""
         spec = self.spec
-        view = _StepsView(self)
         ctx: dict[str, Any] = {
             "inputs": spec.inputs,
-            "steps": {sid: view[sid] for sid in view} if stored else view,
+            "steps": _StepsView(self),
             "run": {
                 "id": spec.run_id,
                 "requester": spec.requester,
@@ -401,12 +397,18 @@ async def _fan_out(state: _State, step: ActionStep, policy: Retry, timeout: floa
         )
     planned = await steps.fanout_queue(step.concurrency, step.action)
     queue = await _queue(planned.removesuffix(CHUNKED))
+    retry = policy.model_dump(mode="json")
+    # Each item's compensations are rendered here, not in its child: a child used to get
+    # the whole context (inputs, every step's outputs, the trigger) to render them from,
+    # stored by DBOS with every child: 0.73 MB of inputs for a 2,000-item fan-out over
+    # an input list, 0.18 MB without (and more with big outputs before the fan-out).
     jobs = [
         {
             "call": call,
-            "retry": policy.model_dump(mode="json"),
-            "on_failure": [c.model_dump(mode="json", by_alias=True) for c in step.on_failure],
-            "context": state.context(items[index], with_item=True, stored=True),
+            "retry": retry,
+            "compensations": _compensations(
+                step.id, step.on_failure, state.context(items[index], with_item=True)
+            ),
         }
         for index, call in enumerate(calls)
     ]
@@ -463,30 +465,50 @@ async def run_items(jobs: list[dict[str, Any]]) -> dict[str, Any]:
     return {"results": [await _item(job) for job in jobs]}
 
 
+def _compensations(
+    step_id: str, comps: list[Compensation], ctx: Mapping[str, Any]
+) -> list[dict[str, Any]]:
+    """An item's on_failure calls, rendered: {id, action, args, timeout}."""
+    rendered = []
+    for number, comp in enumerate(comps):
+        try:
+            args = expressions.render(comp.with_, ctx)
+        except ExpressionError as exc:
+            args = {"_unrendered": exc.message}  # fails the action's input check, by name
+        rendered.append(
+            {
+                "id": comp.id or f"{step_id}.on_failure.{number}",
+                "action": comp.action,
+                "args": args,
+                "timeout": comp.timeout.total_seconds() if comp.timeout else None,
+            }
+        )
+    return rendered
+
+
 async def _item(job: dict[str, Any]) -> dict[str, Any]:
     call = job["call"]
     result = await call_with_retries(call, Retry.model_validate(job["retry"]))
-    if result["status"] == "failed" and job["on_failure"]:
-        comps = [Compensation.model_validate(c) for c in job["on_failure"]]
-        for number, comp in enumerate(comps):
-            comp_id = comp.id or f"{call['step_id']}.on_failure.{number}"
-            try:
-                args = expressions.render(comp.with_, job["context"])
-            except ExpressionError as exc:
-                args = {"_unrendered": exc.message}
-            timeout = comp.timeout.total_seconds() if comp.timeout else None
-            await steps.call_action(
-                {
-                    **call,
-                    "step_id": comp_id,
-                    "action": comp.action,
-                    "args": args,
-                    "timeout": timeout,
-                    "optional": False,
-                    "attempt": 1,
-                    "attempts": 1,
-                }
-            )
+    if result["status"] != "failed":
+        return result
+    if "compensations" in job:
+        comps = job["compensations"]
+    else:  # an item enqueued before compensations were rendered by the parent
+        models = [Compensation.model_validate(c) for c in job["on_failure"]]
+        comps = _compensations(call["step_id"], models, job["context"])
+    for comp in comps:
+        await steps.call_action(
+            {
+                **call,
+                "step_id": comp["id"],
+                "action": comp["action"],
+                "args": comp["args"],
+                "timeout": comp["timeout"],
+                "optional": False,
+                "attempt": 1,
+                "attempts": 1,
+            }
+        )
     return result
 
 
