@@ -323,6 +323,44 @@ def test_a_fan_out_item_that_fails_runs_its_own_compensation(h: Harness) -> None
     drive(h, scenario)
 
 
+def test_an_item_enqueued_before_the_upgrade_compensates_from_its_stored_context(
+    h: Harness,
+) -> None:
+    """Children enqueued by an older irbot carry the run's context and the on_failure
+    models instead of rendered calls: such an item, run now, still renders and runs
+    its compensation."""
+    h.add_playbook(FAN_COMPENSATE)
+
+    async def scenario() -> None:
+        run_id = h.submit("fan-compensate", names=["a"])
+        run = await h.wait_for(run_id)
+        call = {
+            "run_id": run_id,
+            "incident_id": run.incident_id,
+            "step_id": "late",
+            "action": "test.fail_times",
+            "args": {"times": 1, "retryable": False, "message": "old"},
+            "item_index": 9,
+            "optional": False,
+            "timeout": None,
+            "trigger": {},
+        }
+        old_job = {
+            "call": call,
+            "retry": Retry().model_dump(mode="json"),
+            "on_failure": [{"action": "test.noop", "with": {"undo": "{{ item }}"}}],
+            "context": {"item": "z", "inputs": {}, "steps": {}, "run": {}, "incident": {}},
+        }
+        handle = await DBOS.start_workflow_async(workflow.run_items, [old_job])
+        [result] = (await handle.get_result())["results"]
+        assert result["status"] == "failed"
+        comp = only(step_events(h, run_id, "late.on_failure.0"))
+        assert (comp.kind, comp.payload["item"]) == ("step.succeeded", 9)
+        assert comp.payload["outputs"] == {"undo": "z"}
+
+    drive(h, scenario)
+
+
 # --------------------------------------------------------------------------- for_each
 
 FAN = """
