@@ -20,7 +20,7 @@ from __future__ import annotations
 import gzip
 import json
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -39,6 +39,7 @@ from bot.store.records import INCIDENT_STATUSES
 from bot.web import render
 from bot.web.auth import COOKIE, SESSION_HOURS, SESSION_SECONDS, Verdict, WebAuth, safe_next
 from bot.web.settings import ServerSettings
+from bot.web.throttle import FailureThrottle
 
 log = structlog.get_logger("irbot.web.pages")
 
@@ -78,6 +79,8 @@ class Pages:
     store: TimelineStore
     auth: WebAuth
     slack_base_url: str
+    throttle: FailureThrottle = field(default_factory=FailureThrottle)
+    """Wrong tokens per client (bot.web.throttle)."""
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -205,8 +208,12 @@ class Pages:
             return _error(request, 400, "send the login form (application/x-www-form-urlencoded)")
         base = _base(request)
         target = safe_next(form.get("next"), base + "/incidents")
+        client = _client(request)
+        if (wait := self.throttle.retry_after(client)) is not None:
+            return _throttled(request, wait)
         if not self.auth.token_matches(form.get("token", "")):
-            log.warning("web.login_refused", client=_client(request))
+            self.throttle.failed(client)
+            log.warning("web.login_refused", client=client)
             page = render.login_page(
                 message="That is not the access token. Try again.",
                 next_path=target,
@@ -214,7 +221,8 @@ class Pages:
                 session_hours=SESSION_HOURS,
             )
             return _secure(HTMLResponse(page, status_code=401))
-        log.info("web.login", client=_client(request))
+        self.throttle.succeeded(client)
+        log.info("web.login", client=client)
         response = RedirectResponse(target, status_code=303)
         response.set_cookie(
             COOKIE,
@@ -235,9 +243,13 @@ class Pages:
 
     def _guard(self, page: Endpoint) -> Endpoint:
         async def guarded(request: Request) -> Response:
-            verdict = self.auth.check(
-                request.headers.get("authorization"), request.cookies.get(COOKIE)
-            )
+            authorization = request.headers.get("authorization")
+            client = _client(request)
+            if authorization and (wait := self.throttle.retry_after(client)) is not None:
+                return _throttled(request, wait)
+            verdict = self.auth.check(authorization, request.cookies.get(COOKIE))
+            if authorization and verdict is Verdict.WRONG:
+                self.throttle.failed(client)
             if verdict is Verdict.OK:
                 return await page(request)
             return _refuse(request, verdict)
@@ -274,6 +286,15 @@ def _refuse(request: Request, verdict: Verdict) -> Response:
     if verdict is Verdict.EXPIRED:
         _forget(response, request)
     return _secure(response)
+
+
+def _throttled(request: Request, wait: int) -> Response:
+    log.warning("web.token_attempts_throttled", client=_client(request), retry_after=wait)
+    response = _error(
+        request, 429, f"Too many wrong access tokens from your address: try again in {wait} s."
+    )
+    response.headers["Retry-After"] = str(wait)
+    return response
 
 
 def _error(request: Request, status: int, message: str, *, signed_in: bool = False) -> Response:
