@@ -50,15 +50,15 @@ async def plain_gather(items: int, concurrency: int, seconds: float) -> list[tup
 
 
 async def _plain_chunked(items: int, concurrency: int, seconds: float, round_: int) -> float:
-    from bot.engine import workflow
+    from bot.engine import fanout
 
     queue = await DBOS.register_queue_async(
         "bench-fan",
         partition_concurrency=concurrency,
-        polling_interval_sec=workflow.FANOUT_POLL_SECONDS,
+        polling_interval_sec=fanout.FANOUT_POLL_SECONDS,
     )
     handles = []
-    for part in workflow.chunks(items, concurrency):
+    for part in fanout.chunks(items, concurrency):
         with SetEnqueueOptions(queue_partition_key=f"round-{round_}"):
             handles.append(await queue.enqueue_async(plain_chunk, len(part), seconds))
     spans = [span for handle in handles for span in await handle.get_result()]

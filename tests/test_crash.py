@@ -28,7 +28,7 @@ from bot.core import inputs as input_rules
 from bot.core import library
 from bot.core.config import load_config
 from bot.engine import client
-from bot.engine.workflow import chunks
+from bot.engine.fanout import chunks
 from bot.store import TimelineStore
 from tests.engine_support import Harness
 

@@ -25,7 +25,7 @@ from bot.core.errors import UsageError
 from bot.core.playbook import Retry
 from bot.core.retry import delay
 from bot.core.timeline import StoredEvent
-from bot.engine import client, runtime, workflow
+from bot.engine import client, fanout, runtime
 from bot.engine.actions import ActionContext, ActionError, FunctionAction, Registry
 from tests.engine_support import Harness
 
@@ -351,7 +351,7 @@ def test_an_item_enqueued_before_the_upgrade_compensates_from_its_stored_context
             "on_failure": [{"action": "test.noop", "with": {"undo": "{{ item }}"}}],
             "context": {"item": "z", "inputs": {}, "steps": {}, "run": {}, "incident": {}},
         }
-        handle = await DBOS.start_workflow_async(workflow.run_items, [old_job])
+        handle = await DBOS.start_workflow_async(fanout.run_items, [old_job])
         [result] = (await handle.get_result())["results"]
         assert result["status"] == "failed"
         comp = only(step_events(h, run_id, "late.on_failure.0"))
@@ -433,9 +433,8 @@ def test_for_each_honours_the_actions_rate_limit(
 ) -> None:
     """An action with a rate class (Secrets Manager writes: 45/s) fans out through a
     rate-limited queue: here 3 per second, so 9 items cannot all start in one second."""
-    from bot.engine import workflow
 
-    monkeypatch.setitem(workflow.RATE_LIMITS, "test.noop", ("test-rate", 3, 1.0))
+    monkeypatch.setitem(fanout.RATE_LIMITS, "test.noop", ("test-rate", 3, 1.0))
     h.add_playbook(FAN_RATE)
 
     async def scenario() -> None:
@@ -448,7 +447,7 @@ def test_for_each_honours_the_actions_rate_limit(
         # end within ~0.1 s). DBOS's limiter is approximate at a window's edge (a second
         # batch can slip in with the first), so only the one-period bound is asserted.
         assert done[-1] - done[0] > 0.9, done
-        queue = await workflow._queue(workflow.fanout_queue_name(9, "test-rate"))
+        queue = await fanout._queue(fanout.fanout_queue_name(9, "test-rate"))
         assert queue.limiter == {"limit": 3, "period": 1.0}
 
     drive(h, scenario)
@@ -922,14 +921,14 @@ def test_secret_in_an_action_error_is_redacted_everywhere_it_is_stored(h: Harnes
 
 def test_chunks_split_items_in_order_two_per_slot() -> None:
     """Contiguous, ordered, covering every index once; at most 2 x concurrency parts."""
-    parts = workflow.chunks(200, 20)
+    parts = fanout.chunks(200, 20)
     assert len(parts) == 40
     assert [i for part in parts for i in part] == list(range(200))
     assert {len(part) for part in parts} == {5}
-    uneven = workflow.chunks(7, 2)
+    uneven = fanout.chunks(7, 2)
     assert [list(p) for p in uneven] == [[0, 1], [2, 3], [4, 5], [6]]
-    assert [list(p) for p in workflow.chunks(3, 10)] == [[0], [1], [2]]
-    assert workflow.chunks(0, 4) == []
+    assert [list(p) for p in fanout.chunks(3, 10)] == [[0], [1], [2]]
+    assert fanout.chunks(0, 4) == []
 
 
 def test_a_fan_out_goes_several_items_to_a_child_workflow(h: Harness) -> None:

@@ -110,7 +110,7 @@ def test_destructive_step_refuses_to_run_if_its_gate_was_bypassed(
     async def bypass(state: Any, step: Any) -> None:
         return None
 
-    monkeypatch.setattr(workflow, "_gate", bypass)
+    monkeypatch.setattr(workflow, "run_gate", bypass)
 
     async def scenario() -> None:
         run_id = h.submit("gated")

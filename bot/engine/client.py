@@ -36,9 +36,10 @@ from bot.core.timeline import (
     event_id,
 )
 from bot.core.validate import LoadedPlaybook
+from bot.engine.gates import gate_topic
 from bot.engine.runtime import ENGINE_VERSION, QUEUE_POLL_SECONDS, RUN_QUEUE
 from bot.engine.spec import RunSpec, remember
-from bot.engine.workflow import gate_topic, manual_topic
+from bot.engine.workflow import manual_topic
 from bot.settings import Settings
 from bot.store import RunRecord, TimelineStore
 

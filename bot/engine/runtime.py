@@ -83,7 +83,9 @@ async def launch(
         return _Holder.runtime
     from dbos import DBOS, DBOSConfig
 
-    from bot.engine import workflow
+    from bot.engine import fanout, workflow
+
+    del workflow  # imported for its side effect: DBOS knows irbot's workflows before launch
 
     store = store or open_store(settings)
     runtime = Runtime(settings, store, registry or default_registry())
@@ -105,7 +107,7 @@ async def launch(
     runtime.keeper.start()
     await DBOS.register_queue_async(RUN_QUEUE, polling_interval_sec=QUEUE_POLL_SECONDS)
     for value in {1, *concurrency_values}:
-        await workflow.ensure_fanout_queue(value, None)
+        await fanout.ensure_fanout_queue(value, None)
     return runtime
 
 
@@ -148,13 +150,13 @@ def shutdown() -> None:
         return
     from dbos import DBOS
 
-    from bot.engine import workflow
+    from bot.engine import fanout
 
     runtime = _Holder.runtime
     if runtime.keeper is not None:
         runtime.keeper.stop()
     DBOS.destroy(destroy_registry=False)
-    workflow.forget_queues()
+    fanout.forget_queues()
     if runtime.keeper is not None:
         runtime.keeper.release()  # after DBOS: nothing of ours runs once the lease is free
     runtime.store.close()

@@ -149,7 +149,7 @@ async def fanout_queue(concurrency: int, action: str) -> str:
     """The queue of a fan-out's items, recorded with how they are run (a recorded
     name without the CHUNKED mark, from before chunks existed, keeps a run in flight
     across an upgrade on one child workflow per item)."""
-    from bot.engine.workflow import CHUNKED, RATE_LIMITS, ensure_fanout_queue
+    from bot.engine.fanout import CHUNKED, RATE_LIMITS, ensure_fanout_queue
 
     name = await ensure_fanout_queue(concurrency, action)
     return name if action in RATE_LIMITS else name + CHUNKED
