@@ -210,7 +210,7 @@ class Pages:
         target = safe_next(form.get("next"), base + "/incidents")
         client = _client(request)
         if (wait := self.throttle.retry_after(client)) is not None:
-            return _throttled(request, wait)
+            return self._throttled(request, wait)
         if not self.auth.token_matches(form.get("token", "")):
             self.throttle.failed(client)
             log.warning("web.login_refused", client=client)
@@ -241,12 +241,22 @@ class Pages:
         _forget(response, request)
         return _secure(response)
 
+    def _throttled(self, request: Request, wait: int) -> Response:
+        client = _client(request)
+        if self.throttle.first_refusal(client):
+            log.warning("web.token_attempts_throttled", client=client, retry_after=wait)
+        response = _error(
+            request, 429, f"Too many wrong access tokens from your address: try again in {wait} s."
+        )
+        response.headers["Retry-After"] = str(wait)
+        return response
+
     def _guard(self, page: Endpoint) -> Endpoint:
         async def guarded(request: Request) -> Response:
             authorization = request.headers.get("authorization")
             client = _client(request)
             if authorization and (wait := self.throttle.retry_after(client)) is not None:
-                return _throttled(request, wait)
+                return self._throttled(request, wait)
             verdict = self.auth.check(authorization, request.cookies.get(COOKIE))
             if authorization and verdict is Verdict.WRONG:
                 self.throttle.failed(client)
@@ -286,15 +296,6 @@ def _refuse(request: Request, verdict: Verdict) -> Response:
     if verdict is Verdict.EXPIRED:
         _forget(response, request)
     return _secure(response)
-
-
-def _throttled(request: Request, wait: int) -> Response:
-    log.warning("web.token_attempts_throttled", client=_client(request), retry_after=wait)
-    response = _error(
-        request, 429, f"Too many wrong access tokens from your address: try again in {wait} s."
-    )
-    response.headers["Retry-After"] = str(wait)
-    return response
 
 
 def _error(request: Request, status: int, message: str, *, signed_in: bool = False) -> Response:

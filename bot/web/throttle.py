@@ -6,6 +6,7 @@ wrong tokens from one client address within :attr:`FailureThrottle.window` secon
 next attempts (``POST /login``, a page with an ``Authorization`` header) are answered 429
 with ``Retry-After`` without looking at the token, until its oldest failure leaves the
 window. Session cookies are not throttled: they are HMAC-signed, nothing to guess there.
+A blocked client is logged once per block, not once per request (no log flood).
 Counts live in this process (each replica counts its own) and forget the quietest
 client first when :attr:`FailureThrottle.max_clients` are tracked.
 """
@@ -31,6 +32,8 @@ class FailureThrottle:
     max_clients: int = MAX_CLIENTS
     clock: Callable[[], float] = time.monotonic
     _failures: OrderedDict[str, deque[float]] = field(default_factory=OrderedDict)
+    _reported: dict[str, float] = field(default_factory=dict)
+    """Client -> the end of the block last logged for it."""
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def retry_after(self, client: str) -> int | None:
@@ -41,6 +44,18 @@ class FailureThrottle:
                 return None
             return max(1, math.ceil(failures[0] + self.window - self.clock()))
 
+    def first_refusal(self, client: str) -> bool:
+        """Whether this refusal of a blocked ``client`` is the first of its block."""
+        with self._lock:
+            failures = self._recent(client)
+            if not failures:
+                return False
+            end = failures[0] + self.window
+            if self._reported.get(client) == end:
+                return False
+            self._reported[client] = end
+            return True
+
     def failed(self, client: str) -> None:
         with self._lock:
             failures = self._recent(client)
@@ -49,12 +64,14 @@ class FailureThrottle:
             failures.append(self.clock())
             self._failures.move_to_end(client)
             while len(self._failures) > self.max_clients:
-                self._failures.popitem(last=False)
+                dropped, _ = self._failures.popitem(last=False)
+                self._reported.pop(dropped, None)
 
     def succeeded(self, client: str) -> None:
         """The right token: the client's count starts again (a person who mistyped)."""
         with self._lock:
             self._failures.pop(client, None)
+            self._reported.pop(client, None)
 
     def _recent(self, client: str) -> deque[float] | None:
         failures = self._failures.get(client)
